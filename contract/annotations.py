@@ -1,0 +1,79 @@
+"""Annotation keys: user inputs (`runpod.io/*`), the plan (`plan.runpod.io/*`), binder state.
+
+Three families with three owners:
+- inputs: written by users on a Pod or its Job; validated by the webhook at CREATE, frozen after.
+- plan: written only by the mutating webhook (users cannot forge it: the webhook rejects any
+  `plan.runpod.io/*` key on an incoming pod and overwrites the whole family).
+- state: written only by the binder, the one process that talks to RunPod.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+INPUT_PREFIX: Final = "runpod.io/"
+PLAN_PREFIX: Final = "plan.runpod.io/"
+
+# --- user inputs (SPEC §2) --------------------------------------------------------------
+REQUIRED_GPU_MEMORY: Final = "runpod.io/required-gpu-memory"
+GPU_TYPES: Final = "runpod.io/gpu-types"
+MAX_GPU_PRICE: Final = "runpod.io/max-gpu-price"
+CLOUD_TYPE: Final = "runpod.io/cloud-type"
+DATACENTER_IDS: Final = "runpod.io/datacenter-ids"
+PORTS: Final = "runpod.io/ports"
+CONTAINER_REGISTRY_AUTH_ID: Final = "runpod.io/container-registry-auth-id"
+TEMPLATE_ID: Final = "runpod.io/templateId"
+CONTAINER_DISK_GB: Final = "runpod.io/container-disk-gb"
+
+INPUT_KEYS: Final[tuple[str, ...]] = (
+    REQUIRED_GPU_MEMORY,
+    GPU_TYPES,
+    MAX_GPU_PRICE,
+    CLOUD_TYPE,
+    DATACENTER_IDS,
+    PORTS,
+    CONTAINER_REGISTRY_AUTH_ID,
+    TEMPLATE_ID,
+    CONTAINER_DISK_GB,
+)
+
+# --- binder state (SPEC §2 "State") --------------------------------------------------------
+# The deterministic RunPod pod name of the create attempt in flight, recorded *before* the POST
+# so a crash between POST and recording the id is recovered by looking the name up.
+CREATE_ATTEMPT: Final = "runpod.io/create-attempt"
+POD_ID: Final = "runpod.io/pod-id"
+CHOSEN_GPU_TYPE: Final = "runpod.io/gpu-type"
+CHOSEN_DATACENTER: Final = "runpod.io/datacenter-id"
+COST_PER_HOUR: Final = "runpod.io/cost-per-hour"
+PUBLIC_IP: Final = "runpod.io/public-ip"
+PORT_MAPPINGS: Final = "runpod.io/port-mappings"
+LAST_FAILURE: Final = "runpod.io/last-failure"
+# Set once the RunPod pod is confirmed gone (DELETE answered 204 or 404).
+TERMINATED: Final = "runpod.io/terminated"
+# The exit code seen on the log stream (completion wrapper), once known.
+EXIT_CODE: Final = "runpod.io/exit-code"
+
+STATE_KEYS: Final[tuple[str, ...]] = (
+    CREATE_ATTEMPT,
+    POD_ID,
+    CHOSEN_GPU_TYPE,
+    CHOSEN_DATACENTER,
+    COST_PER_HOUR,
+    PUBLIC_IP,
+    PORT_MAPPINGS,
+    LAST_FAILURE,
+    TERMINATED,
+    EXIT_CODE,
+)
+
+# Every key under `runpod.io/` that the project defines. Anything else under that prefix is a
+# typo until proven otherwise and is rejected with a "did you mean" (typos must not cost money).
+KNOWN_RUNPOD_KEYS: Final[frozenset[str]] = frozenset(INPUT_KEYS) | frozenset(STATE_KEYS)
+
+
+def is_runpod_key(key: str) -> bool:
+    return key.startswith(INPUT_PREFIX)
+
+
+def is_plan_key(key: str) -> bool:
+    return key.startswith(PLAN_PREFIX)
