@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CACHE ?= $(HOME)/.cache/runpod-kubelet
 
-.PHONY: install control-plane test lint unit bench chaos demo image clean help
+.PHONY: install control-plane control-plane-up test lint unit bench chaos demo image clean help
 
 help:
 	@echo "make install        create .venv with the package (editable) and test tools"
 	@echo "make control-plane  build etcd + kube-apiserver/scheduler/controller-manager + kubectl (cached)"
+	@echo "make control-plane-up  run a local control plane until Ctrl-C (prints its KUBECONFIG)"
 	@echo "make test           lint, type-check and run the whole suite against a real control plane"
 	@echo "make demo           run the whole system locally on the sandbox RunPod, narrated"
 	@echo "make bench          benchmarks (admission latency, binder calls per tick, ...)"
@@ -26,6 +27,9 @@ install: $(STAMP)
 
 control-plane:
 	@tools/control-plane/build
+
+control-plane-up: $(STAMP)
+	$(BIN)/python -m controlplane
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -54,7 +58,7 @@ demo: $(STAMP)
 	$(BIN)/runpod-kubelet demo $(DEMO_ARGS)
 
 image:
-	@command -v docker >/dev/null || { echo "no docker engine here; see tests/test_image.py for the same install steps"; exit 1; }
+	@command -v docker >/dev/null || { echo "no docker engine here; see tests/chart/test_image.py for the same install steps"; exit 1; }
 	docker build -t runpod-kubelet:dev .
 
 clean:
