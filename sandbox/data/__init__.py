@@ -1,0 +1,1 @@
+"""Seed data of the sandbox RunPod: the GPU catalogue (`catalog.json`) and the OpenAPI copy it obeys."""
