@@ -1,0 +1,172 @@
+"""The throw-away PKI of a local control plane, made with `cryptography`.
+
+Owns key and certificate generation only: a CA, leaf certificates signed by it, and PEM
+encoding. Every key is ECDSA P-256 (kube-apiserver, etcd clients and service-account tokens all
+accept it, and generating one takes microseconds where RSA takes tens of milliseconds, which
+keeps control-plane start-up fast). `notBefore` is backdated so clocks a little apart still
+agree. Which files the control plane needs, and where they go, is decided in `running`.
+
+Tests use `new_ca` and `issue` too, e.g. for a webhook serving certificate whose SAN is
+`<service>.<namespace>.svc`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["KeyPair", "issue", "new_ca", "new_key", "private_pem", "public_pem", "write_pair"]
+
+_BACKDATE: Final = datetime.timedelta(minutes=5)
+_VALIDITY: Final = datetime.timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A certificate and its private key."""
+
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def key_pem(self) -> bytes:
+        return private_pem(self.key)
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def public_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _name(common_name: str, organizations: Iterable[str] = ()) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attributes)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def new_ca(common_name: str) -> KeyPair:
+    """A self-signed CA allowed to sign leaf certificates (path length 0)."""
+    key = new_key()
+    name = _name(common_name)
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return KeyPair(cert=cert, key=key)
+
+
+def issue(
+    ca: KeyPair,
+    *,
+    common_name: str,
+    organizations: Iterable[str] = (),
+    dns_names: Iterable[str] = (),
+    ip_addresses: Iterable[str] = (),
+    server: bool = False,
+    client: bool = False,
+) -> KeyPair:
+    """A leaf certificate signed by `ca`.
+
+    `server` adds the serverAuth usage (Go verifies SANs only, never the CN, so serving
+    certificates need `dns_names`/`ip_addresses`); `client` adds clientAuth, and for client
+    certificates the apiserver reads the user from the CN and the groups from `organizations`.
+    """
+    key = new_key()
+    now = _now()
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
+    if client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name, organizations))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+    )
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return KeyPair(cert=builder.sign(ca.key, hashes.SHA256()), key=key)
+
+
+def write_pair(pair: KeyPair, directory: Path, stem: str) -> tuple[Path, Path]:
+    """Writes `<stem>.crt` and `<stem>.key` (mode 0600) and returns their paths."""
+    cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
+    cert_path.write_bytes(pair.cert_pem)
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(pair.key_pem)
+    return cert_path, key_path
