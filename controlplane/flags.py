@@ -11,7 +11,8 @@ configuration can be read in one place:
   signed with our ECDSA key, a kubelet client certificate (so `kubectl logs` through a virtual
   node's kubelet API works), front-proxy material for the aggregation layer,
   `--enable-aggregator-routing=true` (services are resolved through their EndpointSlices, which
-  is what `routing` relies on) and kubelet addresses preferred as InternalIP first (a virtual
+  is what `routing` relies on), an egress selector sending cluster traffic through
+  `egress.EgressProxy` and kubelet addresses preferred as InternalIP first (a virtual
   node has no resolvable hostname), and no endpoint reconciler (the advertise address is
   loopback, which EndpointSlices may not carry; nothing runs in-cluster to use it).
 - kube-controller-manager: every default controller, per-controller service-account
@@ -94,6 +95,10 @@ class Files:
     def kubeconfig(self, user: str) -> Path:
         return self.root / f"{user}.kubeconfig"
 
+    @property
+    def egress_config(self) -> Path:
+        return self.root / "egress-selector.yaml"
+
 
 def etcd_args(bin_dir: Path, files: Files, ports: Ports) -> list[str]:
     client = f"http://{LOOPBACK}:{ports.etcd_client}"
@@ -143,6 +148,9 @@ def apiserver_args(bin_dir: Path, files: Files, ports: Ports) -> list[str]:
         f"--proxy-client-cert-file={files.cert('front-proxy-client')}",
         f"--proxy-client-key-file={files.key('front-proxy-client')}",
         "--enable-aggregator-routing=true",
+        # Traffic into the cluster (webhooks, kubelet APIs) goes through our egress proxy, which
+        # maps the TEST-NET cluster address to loopback (see controlplane/egress.py).
+        f"--egress-selector-config-file={files.egress_config}",
         "--profiling=false",
         "--v=1",
     ]

@@ -31,6 +31,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -40,8 +41,9 @@ import httpx
 import yaml
 
 from controlplane import flags, pki
+from controlplane.egress import EgressProxy, egress_selector_config
 from controlplane.flags import Files, Ports
-from controlplane.routing import ServiceRoute, default_route_ip
+from controlplane.routing import ServiceRoute
 
 __all__ = ["ALL_COMPONENTS", "ControlPlane", "ControlPlaneError", "KubectlError", "PortTaken"]
 
@@ -140,7 +142,6 @@ class ControlPlane:
         data_dir: Path,
         *,
         components: Collection[str] = ALL_COMPONENTS,
-        route_ip: str | None = None,
     ) -> None:
         unknown = set(components) - set(ALL_COMPONENTS)
         if unknown or not {"etcd", "kube-apiserver"} <= set(components):
@@ -149,7 +150,7 @@ class ControlPlane:
         self.data_dir = Path(data_dir)
         self.files = Files(self.data_dir)
         self._wanted = [name for name in ALL_COMPONENTS if name in components]
-        self._route_ip = route_ip
+        self._egress: EgressProxy | None = None
         self._ports: Ports | None = None
         self._processes: dict[str, _Process] = {}
         self._routes: list[ServiceRoute] = []
@@ -233,6 +234,7 @@ class ControlPlane:
         return self
 
     def _start_all(self) -> None:
+        self._start_egress()
         self.start_component("etcd")
         self.start_component("kube-apiserver")
         for name in ("kube-scheduler", "kube-controller-manager"):
@@ -257,6 +259,19 @@ class ControlPlane:
             self._http = None
         for name in reversed(list(self._processes)):
             self._processes.pop(name).stop()
+        if self._egress is not None:
+            self._egress.close()
+            with contextlib.suppress(OSError):
+                self._egress.socket_path.parent.rmdir()
+            self._egress = None
+
+    def _start_egress(self) -> None:
+        """The cluster network (egress.py). Its unix socket lives in a short /tmp path: socket
+        paths are limited to ~100 bytes and data dirs under pytest's tmp are longer."""
+        if self._egress is None:
+            socket_dir = Path(tempfile.mkdtemp(prefix="rpvk-egress-"))
+            self._egress = EgressProxy(socket_dir / "egress.sock")
+        self.files.egress_config.write_text(egress_selector_config(self._egress.socket_path))
 
     def __enter__(self) -> ControlPlane:
         return self.start()
@@ -312,13 +327,11 @@ class ControlPlane:
         The route is withdrawn by `route.close()` or at `stop()`. Creates the Service (port
         `service_port`) if it does not exist.
         """
-        route_ip = self._route_ip or default_route_ip()
         route = ServiceRoute(
             http=self.http(),
             namespace=namespace,
             service=service,
             port=port,
-            route_ip=route_ip,
             service_port=service_port,
         )
         self._routes.append(route)

@@ -1,0 +1,204 @@
+"""The kubelet API's HTTP surface: routes, authentication gate, error answers.
+
+Routes (as the kubelet's, `node/api/server.go` in Virtual Kubelet):
+- `GET /containerLogs/{namespace}/{pod}/{container}`: the container's logs from RunPod, as
+  `text/plain`, streamed (`streaming`), for the pod bound to this node (`targets`).
+- Everything the kubelet also serves (`exec`, `attach`, `portForward`, `run`, `stats`,
+  `metrics`, `pods`, `runningpods`, `logs`, `checkpoint`, `configz`, `debug`): 501 with a
+  message saying what a RunPod node does not do.
+- Anything else: 404.
+
+Every request is authenticated and authorised first (`auth`), as the kubelet does: no client
+certificate and no bearer token → 401; not allowed → 403. Error bodies are plain text, which
+the apiserver shows to kubectl users (a 400's body is the message of `kubectl logs`' error).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+
+from binder.kubelet_api.auth import AuthError, Identity, KubeAuth, access_checks, forbidden_message
+from binder.kubelet_api.auth import identity_from_certificate as _identity_from_certificate
+from binder.kubelet_api.options import LogRequestError, parse_log_options, plan_upstream
+from binder.kubelet_api.peers import PeerRegistry
+from binder.kubelet_api.streaming import (
+    DEFAULT_TIMINGS,
+    LogSource,
+    LogStream,
+    StreamTimings,
+    UpstreamFailure,
+    describe_upstream_failure,
+)
+from binder.kubelet_api.targets import check_ownership, resolve_target
+from runpod_api.errors import RunPodError
+
+__all__ = ["KubeletApi", "PodReader", "RunPodLogs", "build_app"]
+
+log = logging.getLogger(__name__)
+
+# Kubelet routes a RunPod node does not serve, and why (shown to the user).
+UNSUPPORTED: Final[Mapping[str, str]] = {
+    "exec": "kubectl exec is not supported on a RunPod node (RunPod offers SSH instead)",
+    "attach": "kubectl attach is not supported on a RunPod node",
+    "portForward": "kubectl port-forward is not supported on a RunPod node (use the pod's public ports)",
+    "run": "running commands is not supported on a RunPod node",
+    "stats": "stats are not available on a RunPod node",
+    "metrics": "metrics are not available on a RunPod node",
+    "pods": "the pod list is not served by a RunPod node",
+    "runningpods": "the running-pod list is not served by a RunPod node",
+    "logs": "node logs are not available on a RunPod node",
+    "checkpoint": "checkpoints are not supported on a RunPod node",
+    "configz": "configz is not served by a RunPod node",
+    "debug": "debug endpoints are not served by a RunPod node",
+}
+_TEXT: Final = "text/plain; charset=utf-8"
+
+
+class RunPodLogs(LogSource, Protocol):
+    """What the kubelet API needs of `runpod_api.client.RunPodClient`."""
+
+    async def get_pod(self, pod_id: str) -> Any: ...
+
+
+# Reads one pod as a raw dict (None when it does not exist).
+PodReader = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
+
+
+def _text(status: int, message: str) -> PlainTextResponse:
+    return PlainTextResponse(message + "\n", status_code=status, media_type=_TEXT)
+
+
+class KubeletApi:
+    """The handlers; one instance per server. Holds no per-request state."""
+
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        auth: KubeAuth,
+        peers: PeerRegistry,
+        read_pod: PodReader,
+        runpod: RunPodLogs,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        timings: StreamTimings = DEFAULT_TIMINGS,
+    ) -> None:
+        self._node = node_name
+        self._auth = auth
+        self._peers = peers
+        self._read_pod = read_pod
+        self._runpod = runpod
+        self._clock = clock
+        self._timings = timings
+
+    async def _identity(self, request: Request) -> Identity | Response:
+        certificate = self._peers.certificate(request.scope.get("client"))
+        if certificate is not None:
+            identity = _identity_from_certificate(certificate)
+            if identity is not None:
+                return identity
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return _text(401, "Unauthorized")
+        try:
+            identity = await self._auth.authenticate_token(token)
+        except AuthError as exc:
+            log.warning("kubelet API: cannot authenticate a token: %s", exc)
+            return _text(401, "Unauthorized")
+        return identity if identity is not None else _text(401, "Unauthorized")
+
+    async def guard(self, request: Request) -> Response | None:
+        """None when the caller may make this request, else the 401/403/500 answer."""
+        identity = await self._identity(request)
+        if isinstance(identity, Response):
+            return identity
+        checks = access_checks(method=request.method, path=request.url.path, node=self._node)
+        try:
+            allowed = await self._auth.authorize_any(identity, checks)
+        except AuthError as exc:
+            log.warning("kubelet API: cannot authorise %s: %s", identity.user, exc)
+            return _text(500, f"Authorization error (user={identity.user}, resource=nodes)")
+        if not allowed:
+            log.info("kubelet API: %s denied %s %s", identity.user, request.method, request.url.path)
+            return _text(403, forbidden_message(identity, checks))
+        return None
+
+    async def container_logs(self, request: Request, namespace: str, pod: str, container: str) -> Response:
+        denied = await self.guard(request)
+        if denied is not None:
+            return denied
+        now = self._clock()
+        try:
+            options = parse_log_options(dict(request.query_params), now=now)
+            raw = await self._read_pod(namespace, pod)
+            target = resolve_target(
+                raw, namespace=namespace, name=pod, container=container, node_name=self._node
+            )
+            try:
+                runpod_pod = await self._runpod.get_pod(target.runpod_pod_id)
+            except RunPodError as exc:
+                failure = describe_upstream_failure(exc, pod_id=target.runpod_pod_id)
+                return _text(failure.status, failure.message)
+            check_ownership(getattr(runpod_pod, "env", None), target=target, namespace=namespace, name=pod)
+        except LogRequestError as exc:
+            return _text(exc.status, exc.message)
+        stream = LogStream(
+            source=self._runpod,
+            pod_id=target.runpod_pod_id,
+            pod_uid=target.pod_uid,
+            options=options,
+            upstream=plan_upstream(options, started_at=target.created_at),
+            request_time=now,
+            timings=self._timings,
+        )
+        try:
+            await stream.open()
+        except UpstreamFailure as failure:
+            return _text(failure.status, failure.message)
+        except BaseException:
+            await stream.aclose()
+            raise
+        return StreamingResponse(
+            stream.chunks(),
+            media_type=_TEXT,
+            # Proxies must pass lines on as they come.
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def other(self, request: Request, path: str) -> Response:
+        denied = await self.guard(request)
+        if denied is not None:
+            return denied
+        first = path.split("/", 1)[0]
+        reason = UNSUPPORTED.get(first)
+        if reason is not None:
+            return _text(501, reason)
+        return _text(404, "404 page not found")
+
+
+def build_app(api: KubeletApi) -> FastAPI:
+    app = FastAPI(
+        title="runpod-kubelet kubelet API",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_api_route(
+        "/containerLogs/{namespace}/{pod}/{container}",
+        api.container_logs,
+        methods=["GET"],
+        response_class=StreamingResponse,
+    )
+    app.add_api_route(
+        "/{path:path}",
+        api.other,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    )
+    return app

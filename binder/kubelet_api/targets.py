@@ -1,0 +1,93 @@
+"""Which RunPod pod's logs a `containerLogs/{namespace}/{pod}/{container}` request means.
+
+Owns the checks on the Kubernetes pod (it exists, is bound to this node, names the container
+that runs on RunPod, has a RunPod pod) and on the RunPod pod (its owner marker names this
+Kubernetes pod's UID: a `runpod.io/pod-id` annotation alone is not proof, see
+`binder.pods.naming`). Pure: the caller fetches both pods. Failures are `LogRequestError`s with
+the kubelet's wording where the kubelet has one, status 400 so kubectl shows the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from binder.kubelet_api.options import LogRequestError
+from binder.pods.naming import owner_of
+from contract.annotations import POD_ID, TERMINATED
+
+__all__ = ["LogTarget", "check_ownership", "resolve_target"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogTarget:
+    runpod_pod_id: str
+    pod_uid: str
+    created_at: datetime | None
+
+
+def _parse_time(raw: Any) -> datetime | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+def _names(containers: Any) -> list[str]:
+    if not isinstance(containers, list):
+        return []
+    return [str(c.get("name")) for c in containers if isinstance(c, Mapping) and c.get("name")]
+
+
+def resolve_target(
+    pod: Mapping[str, Any] | None, *, namespace: str, name: str, container: str, node_name: str
+) -> LogTarget:
+    """The RunPod pod behind `namespace/name`'s `container`, or `LogRequestError`."""
+    if pod is None:
+        raise LogRequestError(f'pods "{name}" not found', status=404)
+    meta: Mapping[str, Any] = pod.get("metadata") or {}
+    spec: Mapping[str, Any] = pod.get("spec") or {}
+    if spec.get("nodeName") != node_name:
+        raise LogRequestError(f"pod {namespace}/{name} is not on node {node_name}", status=404)
+    main = _names(spec.get("containers"))
+    if container not in main:
+        others = _names(spec.get("initContainers")) + _names(spec.get("ephemeralContainers"))
+        if container in others:
+            raise LogRequestError(
+                f'container "{container}" of pod "{name}" does not run on RunPod: '
+                "init and ephemeral containers are not supported on a RunPod node"
+            )
+        raise LogRequestError(f'container "{container}" is not valid for pod "{name}"')
+    if container != main[0]:
+        # One RunPod pod runs one container: the pod's first.
+        raise LogRequestError(
+            f'container "{container}" of pod "{name}" does not run on RunPod: '
+            f'a RunPod node runs only the first container ("{main[0]}")'
+        )
+    annotations: Mapping[str, Any] = meta.get("annotations") or {}
+    pod_id = annotations.get(POD_ID)
+    if not pod_id:
+        raise LogRequestError(
+            f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+        )
+    if annotations.get(TERMINATED):
+        raise LogRequestError(
+            f"logs of pod {namespace}/{name} are no longer available: its RunPod pod {pod_id} "
+            "was terminated, and RunPod keeps no logs after that"
+        )
+    return LogTarget(
+        runpod_pod_id=str(pod_id),
+        pod_uid=str(meta.get("uid") or ""),
+        created_at=_parse_time(meta.get("creationTimestamp")),
+    )
+
+
+def check_ownership(env: Mapping[str, str] | None, *, target: LogTarget, namespace: str, name: str) -> None:
+    """Refuses when the RunPod pod's marker does not name this Kubernetes pod's UID."""
+    owner = owner_of(env)
+    if owner is None or owner.uid != target.pod_uid:
+        raise LogRequestError(f"RunPod pod {target.runpod_pod_id} does not belong to pod {namespace}/{name}")
