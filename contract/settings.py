@@ -33,7 +33,7 @@ class NodeSettings(BaseSettings):
 
     node_name: str = Field(
         default=DEFAULT_NODE_NAME,
-        validation_alias=AliasChoices("node-name", "node_name", "nodename", "NODE_NAME"),
+        validation_alias=AliasChoices("node_name", "nodename"),
         description="name of the virtual node",
     )
     namespace: str = Field(
