@@ -1,0 +1,1 @@
+"""Benchmarks: run with `make bench` (all) or `python -m benchmarks.<name>`. Never part of `make test`."""

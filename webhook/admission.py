@@ -1,0 +1,321 @@
+"""The two admission decisions: `mutate` (validate inputs, resolve, write the plan) and
+`validate` (guard the plan), each an `AdmissionRequest` -> `Verdict` function without I/O.
+
+Rules that span both:
+- Scope is re-checked here with `contract.policy.pod_targets_node`, whatever the webhook
+  configurations already filtered: a pod not aimed at the node is allowed untouched.
+- CREATE: binder state keys (`runpod.io/pod-id`, ...) are refused (a copied manifest must not
+  adopt another pod's RunPod machine); `plan.runpod.io/*` keys the pod brings are never trusted:
+  the whole family is replaced by a plan resolved from scratch, with a warning.
+- UPDATE: plan and input annotations are frozen after creation; only the binder's state keys
+  may change. Updates that leave them alone (finalizers, labels, the binder's own writes) pass,
+  so a pod can always be cleaned up.
+
+Does not own the wire format (`reviews`), caches or HTTP. The Job lookup and the planner are
+passed in as plain callables over in-memory data, so nothing here can block; `write_plan` is the
+pure planner, which the HTTP layer memoises (many pods of one Job ask the same question).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from contract import annotations as keys
+from contract.catalog import Catalog
+from contract.plan import PLAN_KEYS, Plan, PlanError, parse_port, plan_from_annotations, plan_to_annotations
+from contract.policy import GPU_RESOURCE, NodePolicy, pod_targets_node
+from webhook.inputs import count_gpus, detect_ports, read_inputs, suggest
+from webhook.problems import FORBIDDEN, UNAVAILABLE, Denial
+from webhook.resolving import Demand, check_pins, comply_datacenters, resolve_candidates
+from webhook.reviews import AdmissionRequest, Verdict, annotations_of, escape_pointer
+
+# (namespace, name, uid) -> the Job's annotations, or None while the Job is not (yet) known.
+JobLookup = Callable[[str, str, str], Mapping[str, str] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest:
+    """Everything a plan is made of, besides the catalog. Hashable: a memo key."""
+
+    demand: Demand
+    ports: tuple[str, ...]  # "8888/http"
+    container_disk_gb: int
+    registry_auth_id: str | None
+    template_id: str | None
+
+
+# PlanRequest, catalog -> plan annotations (callers must not mutate them); raises Denial.
+Planner = Callable[[PlanRequest, Catalog], Mapping[str, str]]
+
+
+def write_plan(request: PlanRequest, catalog: Catalog) -> dict[str, str]:
+    """The plan annotations for `request`; a `Denial` naming the near miss when no GPU fits."""
+    demand = request.demand
+    plan = Plan(
+        candidates=resolve_candidates(demand, catalog),
+        gpu_count=demand.gpu_count,
+        cloud=demand.cloud,
+        datacenter_ids=demand.datacenter_ids or (),
+        ports=tuple(parse_port(p) for p in request.ports),
+        container_disk_gb=request.container_disk_gb,
+        max_gpu_price=demand.max_gpu_price,
+        registry_auth_id=request.registry_auth_id,
+        template_id=request.template_id,
+        catalog_revision=catalog.revision,
+    )
+    return plan_to_annotations(plan)
+
+
+ALLOW: Final = Verdict(allowed=True)
+_PRICE_SLACK: Final = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class JobRef:
+    name: str
+    uid: str
+
+
+def owning_job(pod: Mapping[str, Any]) -> JobRef | None:
+    """The Job that controls this pod, from its ownerReferences."""
+    refs = (pod.get("metadata") or {}).get("ownerReferences")
+    if not isinstance(refs, list):
+        return None
+    for ref in refs:
+        if (
+            isinstance(ref, dict)
+            and ref.get("kind") == "Job"
+            and str(ref.get("apiVersion", "")).startswith("batch/")
+            and isinstance(ref.get("name"), str)
+        ):
+            return JobRef(name=ref["name"], uid=str(ref.get("uid") or ""))
+    return None
+
+
+def mutate(
+    request: AdmissionRequest,
+    *,
+    catalog: Catalog | None,
+    policy: NodePolicy,
+    jobs: JobLookup | None,
+    planner: Planner = write_plan,
+) -> Verdict:
+    pod = request.object
+    if request.is_pod and request.operation == "UPDATE":
+        # The mutating configuration sends CREATE only; an UPDATE here is still judged like
+        # /validate would judge it, so a misrouted review never lets tampering through.
+        return validate(request, policy=policy)
+    if not request.is_pod or request.operation != "CREATE" or pod is None:
+        return ALLOW
+    if not pod_targets_node(pod, policy.node_name):
+        return ALLOW
+    try:
+        return _plan_pod(request, pod, catalog=catalog, policy=policy, jobs=jobs, planner=planner)
+    except Denial as denial:
+        return deny(denial)
+
+
+def validate(request: AdmissionRequest, *, policy: NodePolicy) -> Verdict:
+    if not request.is_pod:
+        return ALLOW
+    new, old = request.object, request.old_object
+    try:
+        if request.operation == "CREATE" and new is not None and pod_targets_node(new, policy.node_name):
+            _refuse_state_keys(annotations_of(new))
+            _check_plan(new, policy)
+        elif (
+            request.operation == "UPDATE"
+            and new is not None
+            and old is not None
+            and (pod_targets_node(new, policy.node_name) or pod_targets_node(old, policy.node_name))
+        ):
+            _check_frozen(annotations_of(old), annotations_of(new))
+    except Denial as denial:
+        return deny(denial)
+    return ALLOW
+
+
+def deny(denial: Denial) -> Verdict:
+    return Verdict(allowed=False, code=denial.code, reason=denial.reason, message=denial.message)
+
+
+def _plan_pod(
+    request: AdmissionRequest,
+    pod: dict[str, Any],
+    *,
+    catalog: Catalog | None,
+    policy: NodePolicy,
+    jobs: JobLookup | None,
+    planner: Planner,
+) -> Verdict:
+    annotations = annotations_of(pod)
+    _refuse_state_keys(annotations)
+    job_annotations: Mapping[str, str] | None = None
+    job = owning_job(pod)
+    if job is not None and jobs is not None:
+        job_annotations = jobs(request.namespace, job.name, job.uid)
+        if job_annotations is None:
+            # Planning without the Job's annotations could buy the wrong GPU; the Job
+            # controller retries pod creation, by which time the watch has caught up.
+            raise Denial(
+                f"owning Job {request.namespace}/{job.name} is not in the webhook's cache yet; "
+                "the Job controller retries, or recreate the pod in a moment",
+                code=UNAVAILABLE,
+            )
+    if catalog is None:
+        raise Denial(
+            "the GPU catalog is not loaded yet (the binder publishes ConfigMap runpod-catalog); retry shortly",
+            code=UNAVAILABLE,
+        )
+    inputs = read_inputs(
+        annotations,
+        job_annotations=job_annotations,
+        job_name=job.name if job_annotations is not None and job is not None else None,
+        node_max_gpu_price=policy.max_gpu_price,
+    )
+    spec = pod.get("spec") or {}
+    gpus = count_gpus(spec)
+    warnings: list[str] = []
+    if gpus.defaulted:
+        warnings.append(f"no {GPU_RESOURCE} limit: using 1 GPU (added limits {GPU_RESOURCE}: 1)")
+    if inputs.ports is None:
+        ports, port_warnings = detect_ports(spec)
+        warnings += port_warnings
+    else:
+        ports = inputs.ports
+    datacenters, dc_warnings = comply_datacenters(
+        inputs.datacenter_ids, origin=inputs.origin(keys.DATACENTER_IDS), policy=policy, catalog=catalog
+    )
+    warnings += dc_warnings
+    check_pins(inputs.gpu_types, origin=inputs.origin(keys.GPU_TYPES), catalog=catalog)
+    cap = inputs.max_gpu_price if inputs.max_gpu_price is not None else policy.max_gpu_price
+    demand = Demand(
+        memory_gb=inputs.required_gpu_memory_gb,
+        gpu_count=gpus.count,
+        cloud=inputs.cloud,
+        max_gpu_price=cap,
+        cap_is_users=inputs.max_gpu_price is not None,
+        datacenter_ids=datacenters,
+        gpu_types=inputs.gpu_types,
+        max_candidates=policy.max_candidates,
+    )
+    plan_annotations = planner(
+        PlanRequest(
+            demand=demand,
+            ports=tuple(str(p) for p in ports),
+            container_disk_gb=inputs.container_disk_gb,
+            registry_auth_id=inputs.registry_auth_id,
+            template_id=inputs.template_id,
+        ),
+        catalog,
+    )
+    if any(keys.is_plan_key(k) for k in annotations):
+        warnings.append("plan.runpod.io/* annotations are written by the webhook: replaced with a fresh plan")
+    patch = build_patch(pod, plan_annotations, add_gpu_limit=gpus.defaulted)
+    return Verdict(allowed=True, patch=tuple(patch), warnings=tuple(warnings))
+
+
+def build_patch(
+    pod: Mapping[str, Any], plan_annotations: Mapping[str, str], *, add_gpu_limit: bool
+) -> list[dict[str, Any]]:
+    """JSONPatch writing the plan (replacing any plan keys the pod carried) and, when the pod had
+    no GPU limit, `nvidia.com/gpu: 1` on its first container so the scheduler counts it against
+    the node's GPU budget."""
+    ops: list[dict[str, Any]] = []
+    metadata = pod.get("metadata")
+    current = annotations_of(pod)
+    if not isinstance(metadata, dict):
+        ops.append({"op": "add", "path": "/metadata", "value": {"annotations": dict(plan_annotations)}})
+    elif not metadata.get("annotations"):
+        ops.append({"op": "add", "path": "/metadata/annotations", "value": dict(plan_annotations)})
+    else:
+        for key in current:
+            if keys.is_plan_key(key) and key not in plan_annotations:
+                ops.append({"op": "remove", "path": _annotation_path(key)})
+        for key, value in plan_annotations.items():
+            ops.append({"op": "add", "path": _annotation_path(key), "value": value})
+    containers = (pod.get("spec") or {}).get("containers") or []
+    if add_gpu_limit and containers and isinstance(containers[0], dict):
+        base = "/spec/containers/0/resources"
+        resources = containers[0].get("resources")
+        if not isinstance(resources, dict):
+            ops.append({"op": "add", "path": base, "value": {"limits": {GPU_RESOURCE: "1"}}})
+        elif not isinstance(resources.get("limits"), dict):
+            ops.append({"op": "add", "path": base + "/limits", "value": {GPU_RESOURCE: "1"}})
+        else:
+            ops.append({"op": "add", "path": f"{base}/limits/{escape_pointer(GPU_RESOURCE)}", "value": "1"})
+    return ops
+
+
+# The plan keys' pointers, escaped once rather than on every review (hot path).
+_PLAN_PATHS: Final = {key: "/metadata/annotations/" + escape_pointer(key) for key in PLAN_KEYS}
+
+
+def _annotation_path(key: str) -> str:
+    return _PLAN_PATHS.get(key) or "/metadata/annotations/" + escape_pointer(key)
+
+
+def _refuse_state_keys(annotations: Mapping[str, str]) -> None:
+    present = [k for k in keys.STATE_KEYS if k in annotations]
+    if present:
+        # `runpod.io/gpu-type` is state, but also one letter away from the input `gpu-types`.
+        hints = "".join(suggest(k, keys.INPUT_KEYS) for k in present)
+        raise Denial(
+            f"{', '.join(present)}: written only by the binder, not on a new pod (a copied manifest would "
+            f"adopt another pod's RunPod machine); remove these annotations{hints}",
+            code=FORBIDDEN,
+        )
+
+
+def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> None:
+    try:
+        plan = plan_from_annotations(annotations_of(pod))
+    except PlanError as exc:
+        raise Denial(
+            f"no valid plan: {exc}; the mutating webhook writes plan.runpod.io/* (is its configuration installed?)",
+            code=FORBIDDEN,
+        ) from None
+    problems: list[str] = []
+    cap = policy.max_gpu_price + _PRICE_SLACK
+    if plan.max_gpu_price > cap:
+        problems.append(f"max-gpu-price {plan.max_gpu_price:g} above the node cap {policy.max_gpu_price:g}")
+    for candidate in plan.candidates:
+        if candidate.usd_per_hour / plan.gpu_count > cap:
+            problems.append(f"candidate {candidate.gpu_type_id} costs above the node cap per GPU")
+        if candidate.datacenter_id is not None and not policy.allows_datacenter(candidate.datacenter_id):
+            problems.append(f"candidate data center {candidate.datacenter_id} not allowed on the node")
+    allowed = policy.allowed_datacenter_ids
+    if allowed is not None and (not plan.datacenter_ids or not set(plan.datacenter_ids) <= set(allowed)):
+        problems.append(
+            f"data centers {','.join(plan.datacenter_ids) or 'any'} outside the node's {','.join(allowed)}"
+        )
+    try:
+        count = count_gpus(pod.get("spec") or {}).count
+    except Denial:
+        count = -1
+    if count != plan.gpu_count:
+        problems.append(f"gpu-count {plan.gpu_count} differs from the pod's {GPU_RESOURCE} limits")
+    if problems:
+        raise Denial(
+            "plan.runpod.io/* inconsistent with node policy: "
+            + "; ".join(problems)
+            + "; recreate the pod so the "
+            "webhook plans it again",
+            code=FORBIDDEN,
+        )
+
+
+def _check_frozen(old: Mapping[str, str], new: Mapping[str, str]) -> None:
+    def frozen(key: str) -> bool:
+        return keys.is_plan_key(key) or (keys.is_runpod_key(key) and key not in keys.STATE_KEYS)
+
+    changed = sorted(k for k in set(old) | set(new) if frozen(k) and old.get(k) != new.get(k))
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise Denial(
+            f"{shown}: cannot change after the pod is created (only the binder's state annotations may); "
+            "delete the pod and create it again with the new values",
+            code=FORBIDDEN,
+        )

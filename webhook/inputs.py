@@ -1,0 +1,371 @@
+"""The user's inputs at admission: `runpod.io/*` annotations, GPU count and ports, validated.
+
+Owns the annotation contract of SPEC §2 as the webhook reads it: pod-then-Job precedence (per
+key, the pod wins), one check per annotation, unknown `runpod.io/*` keys rejected with a "did you
+mean", GPU count from `nvidia.com/gpu`, ports from `containerPort`s or the `runpod.io/ports`
+override. Every rejection is a `Problem` naming the annotation, the bad value, what is allowed
+and where it came from.
+
+Does not own: checks that need the catalog (GPU pins, data-center ids, prices: `resolving`), the
+node's data-center list (`resolving`), or the wire format (`reviews`). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from contract import annotations as keys
+from contract.plan import Port, parse_port
+from contract.policy import (
+    CLOUDS,
+    DEFAULT_CLOUD,
+    DEFAULT_CONTAINER_DISK_GB,
+    DEFAULT_REQUIRED_GPU_MEMORY_GB,
+    GPU_RESOURCE,
+    Cloud,
+    parse_id_list,
+)
+from webhook.problems import FORBIDDEN, Denial, Problem, describe_origin
+
+HTTP_PORTS: Final = frozenset({80, 443, 8080, 8000, 3000, 5000, 8888, 9000})
+MEMORY_RANGE: Final = (1, 1024)
+DISK_RANGE: Final = (1, 2000)
+_MAX_ID_CHARS: Final = 256
+# Prefixes this close to `runpod.io` are typos of it (`runpod.com/`, `runpd.io/`), not another
+# project's annotations; a typo there would silently drop an input, so it is rejected too.
+_PREFIX_TYPO_RATIO: Final = 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """Validated user inputs. None = not set (the default applies downstream).
+
+    `origins` maps each annotation the user set to where it came from ("the pod", "Job x"), so
+    later checks (catalog, node policy) can say so too. Hashable, to key a resolution cache.
+    """
+
+    required_gpu_memory_gb: int = DEFAULT_REQUIRED_GPU_MEMORY_GB
+    gpu_types: tuple[str, ...] | None = None
+    max_gpu_price: float | None = None
+    cloud: Cloud = DEFAULT_CLOUD
+    datacenter_ids: tuple[str, ...] | None = None
+    ports: tuple[Port, ...] | None = None
+    registry_auth_id: str | None = None
+    template_id: str | None = None
+    container_disk_gb: int = DEFAULT_CONTAINER_DISK_GB
+    origins: tuple[tuple[str, str], ...] = ()
+
+    def origin(self, key: str) -> str:
+        return dict(self.origins).get(key, "the pod")
+
+
+@dataclass(frozen=True, slots=True)
+class GpuCount:
+    count: int
+    defaulted: bool  # no nvidia.com/gpu limit anywhere: 1 was assumed
+
+
+def suggest(word: str, choices: Sequence[str]) -> str:
+    """`"; did you mean X?"` for a near miss, else empty."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def find_unknown_keys(
+    annotations: Mapping[str, str], *, origin: str, known: frozenset[str] = keys.KNOWN_RUNPOD_KEYS
+) -> list[Problem]:
+    """Keys under `runpod.io/` (or a near-miss prefix) that are not in `known`."""
+    problems: list[Problem] = []
+    for key, value in annotations.items():
+        if key in known:
+            continue
+        prefix, slash, name = key.partition("/")
+        if not slash:
+            continue
+        if prefix != "runpod.io" and (
+            prefix == "plan.runpod.io"
+            or difflib.SequenceMatcher(None, prefix, "runpod.io").ratio() < _PREFIX_TYPO_RATIO
+        ):
+            continue
+        guess = suggest(key, keys.INPUT_KEYS) or suggest(f"runpod.io/{name}", keys.INPUT_KEYS)
+        problems.append(
+            Problem(
+                field=key,
+                value=value,
+                reason=f"unknown annotation{guess}",
+                allowed="the runpod.io/ annotations "
+                + ", ".join(k.partition("/")[2] for k in keys.INPUT_KEYS),
+                origin=origin,
+            )
+        )
+    return problems
+
+
+def merge_inputs(
+    pod_annotations: Mapping[str, str], job_annotations: Mapping[str, str] | None, *, job_name: str | None
+) -> dict[str, tuple[str, str]]:
+    """Input key -> (value, origin); per key the pod wins over its Job."""
+    merged: dict[str, tuple[str, str]] = {}
+    for key in keys.INPUT_KEYS:
+        if key in pod_annotations:
+            merged[key] = (pod_annotations[key], "the pod")
+        elif job_annotations is not None and key in job_annotations:
+            merged[key] = (job_annotations[key], describe_origin(job_name))
+    return merged
+
+
+def read_inputs(
+    pod_annotations: Mapping[str, str],
+    *,
+    job_annotations: Mapping[str, str] | None = None,
+    job_name: str | None = None,
+    node_max_gpu_price: float,
+) -> Inputs:
+    """Validate every input annotation; raise one `Denial` listing every problem found."""
+    problems = find_unknown_keys(pod_annotations, origin="the pod")
+    if job_annotations is not None:
+        # The binder writes state on pods only: on a Job such a key is a typo (`gpu-type`).
+        problems += find_unknown_keys(
+            job_annotations, origin=describe_origin(job_name), known=frozenset(keys.INPUT_KEYS)
+        )
+    merged = merge_inputs(pod_annotations, job_annotations, job_name=job_name)
+    values: dict[str, Any] = {}
+    for key, (raw, origin) in merged.items():
+        try:
+            values[key] = _READERS[key](raw.strip(), node_max_gpu_price)
+        except _Bad as bad:
+            problems.append(
+                Problem(
+                    field=key, value=raw, reason=bad.reason, allowed=bad.allowed, origin=origin, code=bad.code
+                )
+            )
+    if problems:
+        raise Denial.of(problems)
+    return Inputs(
+        required_gpu_memory_gb=values.get(keys.REQUIRED_GPU_MEMORY, DEFAULT_REQUIRED_GPU_MEMORY_GB),
+        gpu_types=values.get(keys.GPU_TYPES),
+        max_gpu_price=values.get(keys.MAX_GPU_PRICE),
+        cloud=values.get(keys.CLOUD_TYPE, DEFAULT_CLOUD),
+        datacenter_ids=values.get(keys.DATACENTER_IDS),
+        ports=values.get(keys.PORTS),
+        registry_auth_id=values.get(keys.CONTAINER_REGISTRY_AUTH_ID),
+        template_id=values.get(keys.TEMPLATE_ID),
+        container_disk_gb=values.get(keys.CONTAINER_DISK_GB, DEFAULT_CONTAINER_DISK_GB),
+        origins=tuple((key, origin) for key, (_, origin) in merged.items()),
+    )
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, allowed: str, code: int = 422) -> None:
+        super().__init__(reason)
+        self.reason, self.allowed, self.code = reason, allowed, code
+
+
+def _integer(raw: str, bounds: tuple[int, int], unit: str) -> int:
+    low, high = bounds
+    allowed = f"an integer {unit}, {low}..{high}"
+    if not raw.isascii() or not raw.isdigit():
+        raise _Bad("not an integer", allowed)
+    value = int(raw)
+    if not low <= value <= high:
+        raise _Bad("out of range", allowed)
+    return value
+
+
+def _memory(raw: str, _cap: float) -> int:
+    return _integer(raw, MEMORY_RANGE, "number of GB per GPU")
+
+
+def _disk(raw: str, _cap: float) -> int:
+    return _integer(raw, DISK_RANGE, "number of GB")
+
+
+def _price(raw: str, cap: float) -> float:
+    allowed = f"USD per GPU-hour, > 0 and <= the node cap {cap:g}"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _Bad("not a number", allowed) from None
+    if not math.isfinite(value) or value <= 0:
+        raise _Bad("must be a positive number", allowed)
+    if value > cap:
+        raise _Bad(f"above the node cap ${cap:g}/GPU-hour", allowed, code=FORBIDDEN)
+    return value
+
+
+def _cloud(raw: str, _cap: float) -> Cloud:
+    for cloud in CLOUDS:
+        if raw == cloud:
+            return cloud
+    hint = f"; did you mean {raw.upper()}?" if raw.upper() in CLOUDS else suggest(raw.upper(), CLOUDS)
+    raise _Bad(f"unknown cloud type{hint}", " or ".join(CLOUDS))
+
+
+def _id_list(raw: str, what: str) -> tuple[str, ...]:
+    ids = parse_id_list(raw)
+    if not ids:
+        raise _Bad("empty list", f"a comma-separated list of {what}")
+    for item in ids:
+        if len(item) > _MAX_ID_CHARS:
+            raise _Bad(f"an id longer than {_MAX_ID_CHARS} characters", f"a comma-separated list of {what}")
+    return ids
+
+
+def _gpu_types(raw: str, _cap: float) -> tuple[str, ...]:
+    return _id_list(raw, "RunPod GPU type ids (e.g. NVIDIA A40)")
+
+
+def _datacenters(raw: str, _cap: float) -> tuple[str, ...]:
+    return _id_list(raw, "RunPod data-center ids (e.g. EU-RO-1)")
+
+
+def _ports(raw: str, _cap: float) -> tuple[Port, ...]:
+    # An empty value is a deliberate "expose nothing": the override replaces detection entirely.
+    allowed = "a comma-separated list of PORT/http or PORT/tcp, PORT 1..65535, each port once"
+    ports: list[Port] = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        try:
+            port = parse_port(part)
+        except ValueError as exc:
+            raise _Bad(str(exc), allowed) from None
+        if any(p.number == port.number for p in ports):
+            raise _Bad(f"port {port.number} listed twice", allowed)
+        ports.append(port)
+    return tuple(ports)
+
+
+def _identifier(raw: str, _cap: float) -> str:
+    allowed = f"a non-empty RunPod id without spaces, at most {_MAX_ID_CHARS} characters"
+    if not raw or len(raw) > _MAX_ID_CHARS or any(c.isspace() or c == "," for c in raw):
+        raise _Bad("not a RunPod id", allowed)
+    return raw
+
+
+_READERS: Final = {
+    keys.REQUIRED_GPU_MEMORY: _memory,
+    keys.GPU_TYPES: _gpu_types,
+    keys.MAX_GPU_PRICE: _price,
+    keys.CLOUD_TYPE: _cloud,
+    keys.DATACENTER_IDS: _datacenters,
+    keys.PORTS: _ports,
+    keys.CONTAINER_REGISTRY_AUTH_ID: _identifier,
+    keys.TEMPLATE_ID: _identifier,
+    keys.CONTAINER_DISK_GB: _disk,
+}
+
+
+def count_gpus(spec: Mapping[str, Any]) -> GpuCount:
+    """GPUs for the whole pod: the sum over containers of `nvidia.com/gpu` limits.
+
+    Init containers run before the app containers, so the pod needs the larger of their single
+    biggest demand and the containers' sum (Kubernetes' own effective-request rule).
+    """
+    problems: list[Problem] = []
+    seen_any = False
+    totals = {"containers": 0, "initContainers": 0}
+    for field in ("containers", "initContainers"):
+        for index, container in enumerate(_list(spec.get(field))):
+            resources = container.get("resources") if isinstance(container, Mapping) else None
+            resources = resources if isinstance(resources, Mapping) else {}
+            where = f"spec.{field}[{index}].resources"
+            limit = _gpu_quantity(resources.get("limits"), f"{where}.limits", problems)
+            request = _gpu_quantity(resources.get("requests"), f"{where}.requests", problems)
+            if limit is None and request is None:
+                continue
+            seen_any = True
+            if limit is None:
+                problems.append(
+                    Problem(
+                        field=f'{where}.requests["{GPU_RESOURCE}"]',
+                        value=str(request),
+                        reason="a GPU request needs a limit",
+                        allowed=f'limits["{GPU_RESOURCE}"] (requests may be omitted or equal it)',
+                    )
+                )
+                continue
+            if request is not None and request != limit:
+                problems.append(
+                    Problem(
+                        field=f'{where}.requests["{GPU_RESOURCE}"]',
+                        value=str(request),
+                        reason=f"differs from the limit {limit}",
+                        allowed="requests equal to limits, or requests omitted",
+                    )
+                )
+            if field == "containers":
+                totals[field] += limit
+            else:
+                totals[field] = max(totals[field], limit)
+    if problems:
+        raise Denial.of(problems)
+    if not seen_any:
+        return GpuCount(count=1, defaulted=True)
+    count = max(totals["containers"], totals["initContainers"])
+    if count < 1:
+        raise Denial.of(
+            [
+                Problem(
+                    field=f'spec.containers[*].resources.limits["{GPU_RESOURCE}"]',
+                    value=str(count),
+                    reason="a pod on the RunPod node needs at least one GPU",
+                    allowed="an integer >= 1 in total",
+                )
+            ]
+        )
+    return GpuCount(count=count, defaulted=False)
+
+
+def _gpu_quantity(mapping: object, where: str, problems: list[Problem]) -> int | None:
+    if not isinstance(mapping, Mapping) or GPU_RESOURCE not in mapping:
+        return None
+    raw = mapping[GPU_RESOURCE]
+    text = str(raw).strip()
+    if isinstance(raw, bool) or not text.isascii() or not text.isdigit():
+        problems.append(
+            Problem(
+                field=f'{where}["{GPU_RESOURCE}"]',
+                value=text,
+                reason="not a whole number",
+                allowed="an integer",
+            )
+        )
+        return None
+    return int(text)
+
+
+def detect_ports(spec: Mapping[str, Any]) -> tuple[tuple[Port, ...], tuple[str, ...]]:
+    """Ports from `containerPort`s: well-known web ports are http, the rest tcp; plus warnings.
+
+    RunPod exposes TCP only, so UDP/SCTP ports are left out with a warning rather than silently.
+    """
+    ports: list[Port] = []
+    warnings: list[str] = []
+    for container in _list(spec.get("containers")):
+        if not isinstance(container, Mapping):
+            continue
+        for entry in _list(container.get("ports")):
+            if not isinstance(entry, Mapping):
+                continue
+            number = entry.get("containerPort")
+            if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= 65535:
+                continue
+            protocol = entry.get("protocol") or "TCP"
+            if protocol != "TCP":
+                warnings.append(
+                    f"containerPort {number}/{protocol} not exposed: RunPod exposes TCP ports only"
+                )
+                continue
+            if any(p.number == number for p in ports):
+                continue
+            ports.append(Port(number=number, protocol="http" if number in HTTP_PORTS else "tcp"))
+    return tuple(ports), tuple(warnings)
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
