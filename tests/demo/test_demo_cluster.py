@@ -1,0 +1,225 @@
+"""`runpod-kubelet demo` end to end, as a subprocess, exactly as `make demo` runs it.
+
+The local mode starts its own control plane (the binaries must be built: `make control-plane`),
+the sandbox RunPod, the binder and the webhook; the external mode runs the same story on the
+test session's control plane through `--kubeconfig`. Both are bounded well inside the test
+timeout; the demo's own logs are printed when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controlplane import BinariesMissing, binaries_dir
+
+pytestmark = pytest.mark.cluster
+
+STORY_TIMEOUT = 240.0
+STOP_TIMEOUT = 60.0
+FAKE_KEY = "rk-this-is-not-a-real-key"
+
+
+class Demo:
+    """The demo subprocess; its output is read line by line on a thread so waits are bounded."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runpod_kubelet.cli", "demo", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for_line(self, pattern: str, *, timeout: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=1)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.lines.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+        raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + self.output)
+
+    def find(self, pattern: str) -> re.Match[str]:
+        """The first line read so far that matches."""
+        for line in self.lines:
+            match = re.search(pattern, line)
+            if match:
+                return match
+        raise AssertionError(f"no line matching {pattern!r}; output so far:\n" + self.output)
+
+    def finish(self, *, timeout: float) -> int:
+        code = self.proc.wait(timeout=timeout)
+        while (line := self._queue.get(timeout=5)) is not None:
+            self.lines.append(line)
+        return code
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def demo_env() -> dict[str, str]:
+    try:
+        binaries_dir(build=False)
+    except BinariesMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "CI")}
+    # A key in the environment must not send the demo to real RunPod without --live.
+    env["RUNPOD_API_KEY"] = FAKE_KEY
+    return env
+
+
+@pytest.fixture
+def demos(tmp_path: Path) -> Iterator[list[Demo]]:
+    started: list[Demo] = []
+    yield started
+    for demo in started:
+        demo.close()
+    for log in sorted(tmp_path.glob("**/logs/*.log")):
+        sys.stderr.write(f"\n----- {log} -----\n{log.read_text(errors='replace')[-6000:]}\n")
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention `text` (the demo's data directory)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in argv and cmdline.parent.name != str(os.getpid()):
+            found.append(argv)
+    return found
+
+
+def _assert_story(output: str) -> None:
+    steps = [
+        "==> 1. The virtual node, as `kubectl get nodes` shows it",
+        "==> 2. The GPU catalog the binder published",
+        "==> 3. A bad pod is refused",
+        "==> 4. A GPU Job: gpu-job.yaml",
+        "==> 5. Its phases as they change",
+        "==> 6. Its logs",
+        "==> 7. Its exit code",
+        "==> 8. Cleaning up",
+    ]
+    positions = [output.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), output
+    assert re.search(r"virtual-runpod\s+Ready\s+agent", output), output
+    assert "did you mean runpod.io/required-gpu-memory?" in output
+    assert "GPU candidates, tried in this order (1 GPU, SECURE cloud):" in output
+    assert "price cap: $0.35 per GPU-hour" in output
+    assert re.search(r"\] Running; running", output), output
+    assert re.search(r"\] Succeeded; terminated: Completed, exit code 0", output), output
+    assert "    epoch 3/3 loss=0.22" in output
+    assert "exit code 0 (read by the binder from the log stream" in output
+    assert "Job Complete" in output
+    assert "    0 RunPod pods left" in output
+    assert "demo finished: Job exit code 0, 0 RunPod pods left" in output
+    assert FAKE_KEY not in output
+
+
+def test_demo_tells_the_whole_story_keeps_running_and_stops_everything_on_ctrl_c(
+    demo_env: dict[str, str], demos: list[Demo], tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "local"
+    demo = Demo("--yes", "--keep", "--data-dir", str(data_dir), env=demo_env)
+    demos.append(demo)
+    demo.wait_for_line(r"everything keeps running; press Ctrl-C", timeout=STORY_TIMEOUT)
+    kubeconfig = demo.find(r"export KUBECONFIG=(\S+)").group(1)
+    kubectl = demo.find(r"alias kubectl=(\S+)").group(1)
+    output = demo.output
+    _assert_story(output)
+    assert "RUNPOD_API_KEY is set but not used" in output
+    assert "sandbox RunPod listening on http://127.0.0.1:" in output
+
+    # Kept: the printed KUBECONFIG reaches the cluster, and the node is still there.
+    nodes = subprocess.run(
+        [kubectl, f"--kubeconfig={kubeconfig}", "get", "nodes"], capture_output=True, text=True, timeout=60
+    )
+    assert re.search(r"virtual-runpod\s+Ready", nodes.stdout), nodes.stderr
+    assert _processes_mentioning(str(data_dir)), "the kept demo's processes should be running"
+
+    demo.proc.send_signal(signal.SIGINT)
+    assert demo.finish(timeout=STOP_TIMEOUT) == 0, demo.output
+    assert "stopped everything the demo started" in demo.output
+    assert _processes_mentioning(str(data_dir)) == []
+
+
+def test_demo_on_an_existing_cluster_admits_client_side_and_tells_the_same_story(
+    demo_env: dict[str, str], demos: list[Demo], control_plane: Any, tmp_path: Path
+) -> None:
+    node = f"demo-ext-{os.getpid()}"
+    demo = Demo(
+        "--yes",
+        "--data-dir",
+        str(tmp_path / "external"),
+        "--node-name",
+        node,
+        # That "existing" cluster runs on this machine, and its apiserver reaches only loopback.
+        "--node-address",
+        "127.0.0.1",
+        env={**demo_env, "KUBECONFIG": str(control_plane.kubeconfig)},
+    )
+    demos.append(demo)
+    try:
+        code = demo.finish(timeout=STORY_TIMEOUT)
+    finally:
+        control_plane.kubectl(
+            "delete", "job", "-n", "runpod-demo", "train", "--ignore-not-found", check=False
+        )
+    output = demo.output
+    assert code == 0, output
+    assert f"runpod-kubelet demo on existing cluster ({control_plane.kubeconfig};" in output
+    assert "no webhook configuration is installed" in output
+    assert "client-side: this cluster's apiserver cannot call a webhook" in output
+    assert "client-side admission wrote the plan into the Job's pod template" in output
+    _assert_story(output.replace(node, "virtual-runpod"))
+    # What the demo created in that cluster is gone again; the cluster itself is untouched.
+    assert control_plane.kubectl("get", "node", node, check=False).returncode != 0
+    assert _gone_or_terminating(control_plane, "namespace", "runpod-demo")
+    assert _gone_or_terminating(control_plane, "namespace", "runpod-kubelet-demo")
+
+
+def _gone_or_terminating(control_plane: Any, kind: str, name: str) -> bool:
+    result = control_plane.kubectl("get", kind, name, "-o", "jsonpath={.status.phase}", check=False)
+    return bool(result.returncode != 0 or result.stdout == "Terminating")
