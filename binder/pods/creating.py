@@ -1,0 +1,362 @@
+"""Creating: turn a bound pod's plan into exactly one RunPod pod, or a clear reason why not.
+
+Order of operations for one pod (one worker at a time per pod, see `controller`):
+
+1. Recover: if this cluster's RunPod pods for this pod UID already exist in the latest list,
+   adopt one (terminate extras) and record its id. A recorded attempt with no visible pod is
+   only given up once a list taken `VISIBILITY_WINDOW` after the attempt still does not show it.
+2. Gate: creates paused after a 402; env refs resolved (missing -> Event, wait); node policy
+   re-checked per candidate (price cap, allowed data centers); budgets (GPU budget, spend
+   ceiling) with a ledger reservation.
+3. For each candidate: record intent (`runpod.io/create-attempt` = the deterministic name)
+   BEFORE the POST; `create_pod_safely` (an ambiguous answer is looked up by name + marker before
+   any second POST); record the id (`runpod.io/pod-id`) right after.
+
+Never two RunPod pods for one Kubernetes pod UID: a crash before the intent write means no POST
+was sent; a crash after it is recovered in step 1 from the one list call; a pod that surfaces
+late anyway is terminated as a duplicate by `syncing` (it carries the same UID marker).
+
+Returns the delay after which the worker should look at the pod again (None = on the next event
+or sync tick).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from binder.pods.budgets import Usage, budget_violation
+from binder.pods.completion import runpod_args, wants_wrapper
+from binder.pods.context import PodContext
+from binder.pods.decisions import (
+    Next,
+    RecoveryKind,
+    Step,
+    build_create_request,
+    candidate_violation,
+    classify_create_error,
+    next_attempt,
+    price_cap,
+    recover_attempt,
+)
+from binder.pods.env import (
+    EnvResolution,
+    EnvSources,
+    decode_secret_data,
+    first_container,
+    referenced_objects,
+    resolve_env,
+)
+from binder.pods.naming import POD_UID_ENV, owner_markers, runpod_pod_name
+from binder.pods.state import pod_annotations
+from binder.pods.status import Failure, state_annotations
+from contract.annotations import CREATE_ATTEMPT, LAST_FAILURE, POD_ID
+from contract.plan import Plan, PlanError, plan_from_annotations
+from runpod_api.errors import RunPodError
+from runpod_api.models import Pod
+
+log = logging.getLogger(__name__)
+
+ENV_RETRY = 15.0
+BUDGET_RETRY = 30.0
+NO_CAPACITY_RETRY = 30.0
+SNAPSHOT_RETRY = 1.0
+
+_OUTCOMES = {
+    "NoCapacity": "no_capacity",
+    "CreateRefused": "refused",
+    "PoolForbidden": "forbidden",
+    "PaymentRequired": "payment_required",
+    "CreateRejected": "rejected",
+    "RateLimited": "rate_limited",
+    "CreateUncertain": "uncertain",
+}
+
+
+async def ensure_created(ctx: PodContext, pod: Mapping[str, Any]) -> float | None:
+    metadata = pod["metadata"]
+    uid: str = metadata["uid"]
+    known = ctx.known_for(uid)
+    annotations = known.effective(pod_annotations(pod))
+
+    try:
+        plan = plan_from_annotations(annotations)
+    except PlanError as exc:
+        if _is_daemonset_pod(pod):
+            # Failing it would make the DaemonSet controller recreate it in a loop: it waits.
+            known.waiting_message = "DaemonSet pods do not run on the RunPod virtual node"
+            await ctx.event(pod, "Warning", "Unsupported", known.waiting_message)
+            return None
+        await _fail(ctx, pod, Failure(reason="InvalidPlan", message=f"cannot run this pod: {exc}"))
+        return 0.0
+
+    snapshot = ctx.snapshot
+    if snapshot is None:
+        return SNAPSHOT_RETRY
+
+    recorded = annotations.get(CREATE_ATTEMPT)
+    recovery = recover_attempt(
+        matches=snapshot.ours(uid),
+        recorded_attempt=recorded,
+        attempt_resolved=known.attempt_resolved,
+        attempt_made_before=known.attempt_at or ctx.started_at,
+        snapshot_taken_at=snapshot.taken_at,
+        window=ctx.visibility_window,
+    )
+    if recovery.kind is RecoveryKind.ADOPT and recovery.adopt is not None:
+        await _adopt(ctx, pod, recovery.adopt, plan, duplicates=recovery.duplicates)
+        return 0.0
+    if recovery.kind is RecoveryKind.WAIT:
+        known.waiting_message = "confirming whether an earlier create attempt reached RunPod"
+        return recovery.delay
+
+    if (paused := ctx.creates_paused()) > 0:
+        known.waiting_message = "creates paused: the RunPod account balance is too low (402)"
+        return paused
+
+    container = first_container(pod)
+    resolution = await _resolve_env(ctx, pod, container)
+    if not resolution.complete:
+        refs = ", ".join(ref.describe() for ref in resolution.missing)
+        known.waiting_message = f"waiting for {refs}"
+        await ctx.event(pod, "Warning", "MissingEnvRef", f"cannot create yet, not found: {refs}")
+        return ENV_RETRY
+    for warning in resolution.warnings:
+        await ctx.event(pod, "Warning", "EnvSkipped", warning)
+
+    restart_policy = (pod.get("spec") or {}).get("restartPolicy")
+    if restart_policy in ("Never", "OnFailure") and not wants_wrapper(
+        restart_policy=restart_policy, container=container
+    ):
+        await ctx.event(
+            pod,
+            "Warning",
+            "CompletionNotTracked",
+            "the container sets no `command`, so its exit cannot be observed on RunPod; "
+            "the pod stays Running until it is deleted",
+        )
+    args = runpod_args(restart_policy=restart_policy, container=container, uid=uid)
+    return await _walk(ctx, pod, plan, container, resolution.env, args, recorded)
+
+
+async def _walk(
+    ctx: PodContext,
+    pod: Mapping[str, Any],
+    plan: Plan,
+    container: Mapping[str, Any],
+    env: Mapping[str, str],
+    args: str,
+    recorded: str | None,
+) -> float | None:
+    metadata = pod["metadata"]
+    uid: str = metadata["uid"]
+    known = ctx.known_for(uid)
+    skipped: list[str] = []
+    over_budget: str | None = None
+    last: Step | None = None
+
+    for candidate in plan.candidates:
+        violation = candidate_violation(candidate, plan, ctx.policy)
+        if violation is not None:
+            skipped.append(violation)
+            continue
+        usage = ctx.ledger.usage(excluding=uid)
+        over = budget_violation(
+            usage=usage,
+            gpus=plan.gpu_count,
+            usd_per_hour=candidate.usd_per_hour,
+            gpu_budget=ctx.settings.gpu_budget,
+            max_spend_per_hour=ctx.settings.max_spend_per_hour,
+        )
+        if over is not None:
+            over_budget = over_budget or over
+            continue
+        # Reserve before any await so a concurrent worker sees this pod's share.
+        now = ctx.clock()
+        ctx.ledger.reserve(uid, Usage(gpus=plan.gpu_count, usd_per_hour=candidate.usd_per_hour), at=now)
+
+        attempt = next_attempt(recorded)
+        name = runpod_pod_name(cluster_id=ctx.cluster_id, uid=uid, attempt=attempt)
+        markers = owner_markers(
+            cluster_id=ctx.cluster_id,
+            namespace=metadata["namespace"],
+            name=metadata["name"],
+            uid=uid,
+            attempt=attempt,
+        )
+        request = build_create_request(
+            name=name,
+            plan=plan,
+            candidate=candidate,
+            policy=ctx.policy,
+            image=container.get("image", ""),
+            args=args,
+            env=env,
+            markers=markers,
+        )
+        # Intent first. If this write fails no POST is sent, and nothing needs recovering.
+        known.attempt_at = now
+        known.attempt_resolved = False
+        try:
+            written = await ctx.annotate(pod, {CREATE_ATTEMPT: name})
+        except BaseException:
+            known.attempt_resolved = True
+            ctx.ledger.release(uid)
+            raise
+        recorded = name
+        if (written.get("metadata") or {}).get("deletionTimestamp"):
+            # Deleted while we decided: spend nothing; the deletion path takes over.
+            known.attempt_resolved = True
+            ctx.ledger.release(uid)
+            return 0.0
+        log.info(
+            "creating RunPod pod %s for %s/%s on %s",
+            name,
+            metadata["namespace"],
+            metadata["name"],
+            candidate.gpu_type_id,
+        )
+        try:
+            created = await ctx.runpod.create_pod_safely(request, marker_env=POD_UID_ENV, marker_value=uid)
+        except RunPodError as exc:
+            step = classify_create_error(exc)
+            ctx.metrics.created(_OUTCOMES.get(step.reason, "error"))
+            last = step
+            if step.next is Next.AMBIGUOUS:
+                # The pod may exist: keep the reservation and let recovery settle it. The client
+                # may have POSTed again inside create_pod_safely: the visibility window counts
+                # from now, after its last POST.
+                known.attempt_at = ctx.clock()
+                known.waiting_message = "the last create answer was ambiguous; looking the pod up"
+                await ctx.event(
+                    pod, "Warning", step.reason, f"{name}: {step.message}; looking it up before retrying"
+                )
+                return step.delay
+            known.attempt_resolved = True
+            ctx.ledger.release(uid)
+            if step.next is Next.NEXT_CANDIDATE:
+                await ctx.event(
+                    pod,
+                    "Warning",
+                    step.reason,
+                    f"{candidate.gpu_type_id} in {candidate.datacenter_id or 'any data center'}: {step.message}",
+                )
+                continue
+            if step.next is Next.STOP_PAYMENT:
+                ctx.pause_creates(step.delay)
+                known.waiting_message = "creates paused: the RunPod account balance is too low (402)"
+                await ctx.event(
+                    pod,
+                    "Warning",
+                    step.reason,
+                    f"RunPod refused the create for lack of balance: {step.message}",
+                )
+                await _note_failure(ctx, pod, step)
+                return step.delay
+            if step.next is Next.FAIL:
+                await _fail(ctx, pod, Failure(reason=step.reason, message=step.message))
+                return 0.0
+            known.waiting_message = f"{step.reason}: {step.message}"
+            await ctx.event(pod, "Warning", step.reason, step.message)
+            return step.delay
+
+        ctx.metrics.created("created")
+        await _record_created(ctx, pod, created, plan)
+        cap = price_cap(plan, ctx.policy)
+        if created.cost / plan.gpu_count > cap + 1e-9:
+            # The catalog the plan came from was stale: RunPod bills more than the cap allows.
+            # The id is recorded, so terminating it now cannot leak; the pod fails and its
+            # controller (a Job, say) makes a new one that the webhook plans afresh.
+            await _fail(
+                ctx,
+                pod,
+                Failure(
+                    reason="PriceAboveCap",
+                    message=f"RunPod pod {created.id} costs ${created.cost / plan.gpu_count:.4g}/GPU-hour, "
+                    f"above the cap ${cap:.4g}; terminated",
+                ),
+            )
+            return 0.0
+        await ctx.event(
+            pod,
+            "Normal",
+            "Created",
+            f"RunPod pod {created.id} ({candidate.gpu_type_id} x{plan.gpu_count}, "
+            f"{created.data_center_id or 'data center pending'}, ${created.cost:.2f}/h)",
+        )
+        return None
+
+    if last is None and over_budget is not None:
+        known.waiting_message = over_budget
+        await ctx.event(pod, "Warning", "OverBudget", f"waiting: {over_budget}")
+        return BUDGET_RETRY
+    if last is None and skipped:
+        message = "no candidate of the plan is allowed by node policy now: " + "; ".join(skipped)
+        known.waiting_message = message
+        await ctx.event(pod, "Warning", "PolicyViolation", message)
+        return NO_CAPACITY_RETRY
+    detail = last.message if last is not None else "no candidates"
+    known.waiting_message = f"no candidate could be created; last answer: {detail}"
+    await ctx.event(pod, "Warning", "NoCapacity", f"every candidate refused; retrying later. Last: {detail}")
+    if last is not None:
+        await _note_failure(ctx, pod, last)
+    return NO_CAPACITY_RETRY
+
+
+async def _record_created(ctx: PodContext, pod: Mapping[str, Any], created: Pod, plan: Plan) -> None:
+    uid = pod["metadata"]["uid"]
+    known = ctx.known_for(uid)
+    known.attempt_resolved = True
+    known.waiting_message = None
+    known.id_recorded_at = ctx.clock()
+    changes: dict[str, str | None] = {POD_ID: created.id, LAST_FAILURE: None}
+    changes.update(state_annotations(created, plan.ports))
+    await ctx.annotate(pod, changes)
+
+
+async def _adopt(
+    ctx: PodContext, pod: Mapping[str, Any], found: Pod, plan: Plan, *, duplicates: tuple[Pod, ...]
+) -> None:
+    for duplicate in duplicates:
+        if await ctx.runpod.delete_pod(duplicate.id):
+            ctx.metrics.terminated("duplicate")
+        await ctx.event(pod, "Warning", "DuplicateTerminated", f"terminated extra RunPod pod {duplicate.id}")
+    ctx.metrics.created("adopted")
+    await _record_created(ctx, pod, found, plan)
+    await ctx.event(pod, "Normal", "Adopted", f"found RunPod pod {found.id} from an earlier create attempt")
+
+
+async def _resolve_env(
+    ctx: PodContext, pod: Mapping[str, Any], container: Mapping[str, Any]
+) -> EnvResolution:
+    namespace = pod["metadata"]["namespace"]
+    secret_names, config_map_names = referenced_objects(container)
+    secrets: dict[str, Mapping[str, str] | None] = {}
+    for name in secret_names:
+        raw = await ctx.kube.read_secret(namespace, name)
+        secrets[name] = None if raw is None else decode_secret_data(raw)[0]
+    config_maps: dict[str, Mapping[str, str] | None] = {}
+    for name in config_map_names:
+        raw = await ctx.kube.read_config_map(namespace, name)
+        config_maps[name] = None if raw is None else dict(raw.get("data") or {})
+    return resolve_env(
+        pod=pod, container=container, sources=EnvSources(secrets=secrets, config_maps=config_maps)
+    )
+
+
+async def _note_failure(ctx: PodContext, pod: Mapping[str, Any], step: Step) -> None:
+    await ctx.annotate(pod, {LAST_FAILURE: f"{step.reason}: {step.message}"[:500]})
+
+
+async def _fail(ctx: PodContext, pod: Mapping[str, Any], failure: Failure) -> None:
+    """A permanent failure: remembered for the status writer, Event, last-failure annotation."""
+    known = ctx.known_for(pod["metadata"]["uid"])
+    known.failure = failure
+    await ctx.event(pod, "Warning", failure.reason, failure.message)
+    await ctx.annotate(pod, {LAST_FAILURE: f"{failure.reason}: {failure.message}"[:500]})
+
+
+def _is_daemonset_pod(pod: Mapping[str, Any]) -> bool:
+    owners = (pod.get("metadata") or {}).get("ownerReferences") or ()
+    return any(owner.get("kind") == "DaemonSet" for owner in owners)
