@@ -137,3 +137,23 @@ async def test_metrics_count_admissions_by_result_and_report_catalog_age() -> No
         line for line in text.splitlines() if line.startswith("runpod_webhook_catalog_age_seconds ")
     )
     assert 590 <= float(age_line.split()[1]) <= 700
+
+
+async def test_a_review_sent_in_several_chunks_is_answered_whole(client: httpx.AsyncClient) -> None:
+    body = json.dumps(review(gpu_pod(), uid="chunked")).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 100):
+            yield body[start : start + 100]
+
+    answer = await client.post("/mutate", content=chunks(), headers={"content-type": "application/json"})
+    assert answer.status_code == 200
+    assert answer.json()["response"]["uid"] == "chunked"
+    assert answer.json()["response"]["allowed"] is True
+
+
+async def test_review_routes_accept_only_post(client: httpx.AsyncClient) -> None:
+    for path in ("/mutate", "/validate"):
+        answer = await client.get(path)
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == "POST"
