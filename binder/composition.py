@@ -35,7 +35,9 @@ from binder.health import HealthState, Role, start_health_server
 from binder.kubelet_api.server import serve_kubelet_api
 from binder.leasing import NodeLeaseLoop
 from binder.node import NodeStatusLoop
+from binder.pods.context import always_leading, write_fence
 from binder.pods.controller import PodController
+from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
 from kit.kube import TransientKubeError, get_json, load_api_client
 from runpod_api.client import RunPodClient
@@ -75,9 +77,12 @@ def leader_tasks(
     runpod: RunPodClient,
     settings: BinderSettings,
     cluster_id: str,
+    is_leading: Callable[[], bool],
 ) -> tuple[dict[str, Callable[[], Coroutine[Any, Any, Any]]], NodeStatusLoop]:
     """name -> coroutine factory of every task that runs only while this replica leads, and the
-    node status loop (whose clean pushes prove apiserver contact when election is off)."""
+    node status loop (whose clean pushes prove apiserver contact when election is off).
+    `is_leading` fences the pod controller's writes (a replica frozen past its lease must not
+    write when it wakes, before `leader-renewal` notices)."""
     node_status = NodeStatusLoop(
         api=api,
         runpod=runpod,
@@ -96,18 +101,43 @@ def leader_tasks(
         "node-lease": node_lease.run,
         "catalog-publisher": catalog.run,
     }
-    tasks.update(_pod_tasks(api=api, runpod=runpod, settings=settings, cluster_id=cluster_id))
+    tasks.update(
+        _pod_tasks(
+            api=api,
+            runpod=runpod,
+            settings=settings,
+            cluster_id=cluster_id,
+            is_leading=is_leading,
+            request_catalog_refresh=catalog.refresh_requested.set,
+        )
+    )
     return tasks, node_status
 
 
 def _pod_tasks(
-    *, api: Any, runpod: RunPodClient, settings: BinderSettings, cluster_id: str
+    *,
+    api: Any,
+    runpod: RunPodClient,
+    settings: BinderSettings,
+    cluster_id: str,
+    is_leading: Callable[[], bool],
+    request_catalog_refresh: Callable[[], None],
 ) -> dict[str, Callable[[], Coroutine[Any, Any, Any]]]:
     """The pod controller and the kubelet API, from their owners' packages."""
-    controller = PodController(api=api, runpod=runpod, settings=settings, cluster_id=cluster_id)
+    # Finished pods' logs: filled by the controller's completion readers, served by the kubelet API.
+    retained = RetainedLogs()
+    controller = PodController(
+        api=api,
+        runpod=runpod,
+        settings=settings,
+        cluster_id=cluster_id,
+        retained_logs=retained,
+        is_leading=is_leading,
+        request_catalog_refresh=request_catalog_refresh,
+    )
 
     async def kubelet_api() -> None:
-        await serve_kubelet_api(api=api, runpod=runpod, settings=settings)
+        await serve_kubelet_api(api=api, runpod=runpod, settings=settings, retained_logs=retained)
 
     return {"pod-controller": controller.run, "kubelet-api": kubelet_api}
 
@@ -133,16 +163,6 @@ async def supervise(
 async def run_binder(settings: BinderSettings) -> int:
     """Run until a signal (exit 0), lost leadership or a dead leader task (non-zero)."""
     api = await load_api_client(settings.kubeconfig)
-    try:
-        async with RunPodClient(
-            api_key=settings.runpod_api_key.get_secret_value(), base_url=settings.runpod_base_url
-        ) as runpod:
-            return await _run(api, runpod, settings)
-    finally:
-        await api.close()
-
-
-async def _run(api: Any, runpod: RunPodClient, settings: BinderSettings) -> int:
     elector = LeaderElector(
         api=api,
         namespace=settings.namespace,
@@ -152,6 +172,25 @@ async def _run(api: Any, runpod: RunPodClient, settings: BinderSettings) -> int:
         renew_deadline=settings.renew_deadline,
         retry_period=settings.retry_period,
     )
+    try:
+        # Every RunPod write is fenced on the wire too: a request that waited inside the client
+        # (pacing) while this replica was frozen is refused if leadership lapsed meanwhile.
+        async with RunPodClient(
+            api_key=settings.runpod_api_key.get_secret_value(),
+            base_url=settings.runpod_base_url,
+            before_write=write_fence(_is_leading(elector, settings)),
+        ) as runpod:
+            return await _run(api, runpod, settings, elector)
+    finally:
+        await api.close()
+
+
+def _is_leading(elector: LeaderElector, settings: BinderSettings) -> Callable[[], bool]:
+    # Without election this replica is the only writer by configuration.
+    return elector.leading if settings.leader_election else always_leading
+
+
+async def _run(api: Any, runpod: RunPodClient, settings: BinderSettings, elector: LeaderElector) -> int:
     health = HealthState(stale_after=max(60.0, 3 * settings.lease_duration))
     runner, port = await start_health_server(health, host=settings.health_host, port=settings.health_port)
     log.info("health endpoints up", extra={"port": port})
@@ -168,7 +207,11 @@ async def _run(api: Any, runpod: RunPodClient, settings: BinderSettings) -> int:
             await elector.acquire()
         health.role = Role.LEADER
         factories, node_status = leader_tasks(
-            api=api, runpod=runpod, settings=settings, cluster_id=cluster_id
+            api=api,
+            runpod=runpod,
+            settings=settings,
+            cluster_id=cluster_id,
+            is_leading=_is_leading(elector, settings),
         )
         if not settings.leader_election:
             health.contact = lambda: node_status.last_clean_push or started

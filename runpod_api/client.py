@@ -26,7 +26,7 @@ import asyncio
 import logging
 import random as _random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from importlib import metadata
 from types import TracebackType
@@ -61,6 +61,8 @@ DEFAULT_BASE_URL: Final = "https://api.runpod.io"
 # RunPod answers a create once the pod is placed; it can take most of a minute (notes §2.2).
 CREATE_TIMEOUT: Final = 60.0
 _MAX_PAGES: Final = 100
+# httpcore trace events (HTTP/1.1 and HTTP/2) at which a fenced write is checked once more.
+_FENCED_STEPS: Final = ("send_request_headers.started", "send_request_body.started")
 
 _PODS: Final = "/v2/pods"
 _POD: Final = "/v2/pods/{id}"
@@ -100,8 +102,15 @@ class RunPodClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = _random.random,
+        before_write: Callable[[], None] | None = None,
     ) -> None:
+        """`before_write` is called right before every non-GET request goes on the wire: after
+        pacing, and again once its connection is up, just before the first byte is written (a
+        new connection's handshake is a wait too); on every retry. Whatever it raises propagates
+        unchanged. The binder fences its spending with it: a replica that lost leadership while
+        a create waited in here sends nothing."""
         self._api_key = api_key
+        self._before_write = before_write
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._metrics = metrics or default_metrics()
@@ -428,6 +437,9 @@ class RunPodClient:
         """One HTTP request. Returns a 2xx response (unread if `stream`), raises RunPodError."""
         path = endpoint.format(id=quote(pod_id, safe="")) if pod_id is not None else endpoint
         await self._pace()
+        fenced = self._before_write is not None and method != "GET"
+        if fenced and self._before_write is not None:
+            self._before_write()
         started = self._clock()
         # A log stream may send no headers until its pod prints (notes §5): it must not hold
         # back the calibration of the others, so only ordinary calls count as in flight.
@@ -443,6 +455,7 @@ class RunPodClient:
                 json=body,
                 headers=headers,
                 timeout=limits if limits is not None else httpx.USE_CLIENT_DEFAULT,
+                extensions={"trace": self._trace_write} if fenced else None,
             )
             response = await self._http.send(request, stream=stream)
         except httpx.TimeoutException as exc:
@@ -481,6 +494,13 @@ class RunPodClient:
             self.rate_limit.block_for(error.retry_after, now=self._clock())
         log.info("RunPod %s %s answered %d: %s", method, endpoint, response.status_code, error.detail)
         raise error
+
+    async def _trace_write(self, event: str, info: Mapping[str, Any]) -> None:
+        """httpcore's trace hook: the last moments before a write's headers, then its body,
+        leave. Between the two the event loop runs other tasks; a server acts only on a whole
+        request, so refusing before the body still sends nothing that could be applied."""
+        if event.endswith(_FENCED_STEPS) and self._before_write is not None:
+            self._before_write()
 
     async def _pace(self) -> None:
         """Wait until the rate-limit state allows one more request, then count it as sent."""

@@ -2,7 +2,9 @@
 
 Routes (as the kubelet's, `node/api/server.go` in Virtual Kubelet):
 - `GET /containerLogs/{namespace}/{pod}/{container}`: the container's logs from RunPod, as
-  `text/plain`, streamed (`streaming`), for the pod bound to this node (`targets`).
+  `text/plain`, streamed (`streaming`), for the pod bound to this node (`targets`). When the
+  RunPod pod is gone (terminated after the pod finished), the lines the completion reader
+  retained (`binder.retained_logs`) answer instead, shaped alike; a follow then ends with them.
 - Everything the kubelet also serves (`exec`, `attach`, `portForward`, `run`, `stats`,
   `metrics`, `pods`, `runningpods`, `logs`, `checkpoint`, `configz`, `debug`): 501 with a
   message saying what a RunPod node does not do.
@@ -25,8 +27,9 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from binder.kubelet_api.auth import AuthError, Identity, KubeAuth, access_checks, forbidden_message
 from binder.kubelet_api.auth import identity_from_certificate as _identity_from_certificate
-from binder.kubelet_api.options import LogRequestError, parse_log_options, plan_upstream
+from binder.kubelet_api.options import LogOptions, LogRequestError, parse_log_options, plan_upstream
 from binder.kubelet_api.peers import PeerRegistry
+from binder.kubelet_api.shaping import Shown, render_retained
 from binder.kubelet_api.streaming import (
     DEFAULT_TIMINGS,
     LogSource,
@@ -35,8 +38,9 @@ from binder.kubelet_api.streaming import (
     UpstreamFailure,
     describe_upstream_failure,
 )
-from binder.kubelet_api.targets import check_ownership, resolve_target
-from runpod_api.errors import RunPodError
+from binder.kubelet_api.targets import LogTarget, check_ownership, gone_error, resolve_target
+from binder.retained_logs import RetainedLogs
+from runpod_api.errors import RunPodError, RunPodNotFound
 
 __all__ = ["KubeletApi", "PodReader", "RunPodLogs", "build_app"]
 
@@ -87,8 +91,11 @@ class KubeletApi:
         runpod: RunPodLogs,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timings: StreamTimings = DEFAULT_TIMINGS,
+        retained: RetainedLogs | None = None,
     ) -> None:
+        """`retained`: the lines kept of finished pods (None: a finished pod's logs are gone)."""
         self._node = node_name
+        self._retained = retained
         self._auth = auth
         self._peers = peers
         self._read_pod = read_pod
@@ -139,11 +146,25 @@ class KubeletApi:
             options = parse_log_options(dict(request.query_params), now=now)
             raw = await self._read_pod(namespace, pod)
             target = resolve_target(
-                raw, namespace=namespace, name=pod, container=container, node_name=self._node
+                raw,
+                namespace=namespace,
+                name=pod,
+                container=container,
+                node_name=self._node,
+                accept_terminated=True,
             )
+            if target.terminated:
+                answer = self._from_retained(target, options)
+                if answer is None:
+                    raise gone_error(namespace=namespace, name=pod, pod_id=target.runpod_pod_id)
+                return answer
             try:
                 runpod_pod = await self._runpod.get_pod(target.runpod_pod_id)
             except RunPodError as exc:
+                # Terminated, its `runpod.io/terminated` annotation not written yet.
+                answer = self._from_retained(target, options) if isinstance(exc, RunPodNotFound) else None
+                if answer is not None:
+                    return answer
                 failure = describe_upstream_failure(exc, pod_id=target.runpod_pod_id)
                 return _text(failure.status, failure.message)
             check_ownership(getattr(runpod_pod, "env", None), target=target, namespace=namespace, name=pod)
@@ -171,6 +192,14 @@ class KubeletApi:
             # Proxies must pass lines on as they come.
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+    def _from_retained(self, target: LogTarget, options: LogOptions) -> Response | None:
+        """The answer from retained lines, or None when none were kept for this pod."""
+        lines = self._retained.lines(target.pod_uid) if self._retained is not None else None
+        if lines is None:
+            return None
+        body = render_retained([Shown(ts=line.ts, text=line.text) for line in lines], options=options)
+        return Response(content=body, media_type=_TEXT, headers={"Cache-Control": "no-cache"})
 
     async def other(self, request: Request, path: str) -> Response:
         denied = await self.guard(request)

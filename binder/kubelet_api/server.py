@@ -35,6 +35,7 @@ from binder.kubelet_api.tls import (
     self_signed_pair,
     utc_now,
 )
+from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
 from kit.kube import KubeError, NotFound, get_json
 from runpod_api.client import RunPodClient
@@ -98,6 +99,7 @@ class KubeletApiServer:
         runpod: RunPodLogs,
         settings: BinderSettings,
         port: int | None = None,
+        retained_logs: RetainedLogs | None = None,
     ) -> None:
         self._api = api
         self._settings = settings
@@ -111,6 +113,7 @@ class KubeletApiServer:
             peers=self.peers,
             read_pod=pod_reader(api),
             runpod=runpod,
+            retained=retained_logs,
         )
         self.ready = asyncio.Event()
         self.bound_port: int | None = None
@@ -199,6 +202,14 @@ class KubeletApiServer:
             self.ready.clear()
 
 
-async def serve_kubelet_api(*, api: ApiClient, runpod: RunPodClient, settings: BinderSettings) -> None:
-    """Serve the kubelet API on `settings.kubelet_port` until cancelled (see module docstring)."""
-    await KubeletApiServer(api=api, runpod=runpod, settings=settings).serve()
+async def serve_kubelet_api(
+    *,
+    api: ApiClient,
+    runpod: RunPodClient,
+    settings: BinderSettings,
+    retained_logs: RetainedLogs | None = None,
+) -> None:
+    """Serve the kubelet API on `settings.kubelet_port` until cancelled (see module docstring).
+
+    `retained_logs`: the store the pod controller's completion readers fill (finished pods)."""
+    await KubeletApiServer(api=api, runpod=runpod, settings=settings, retained_logs=retained_logs).serve()

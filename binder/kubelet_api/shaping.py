@@ -1,22 +1,24 @@
 """Turning RunPod log events into the bytes `kubectl logs` shows, as the kubelet would.
 
 Owns which events a user sees (container output since the requested time, never the
-completion wrapper's exit marker, whose format `binder.pods.completion` owns), the kubelet's
-line format (`timestamps` prefixes an RFC 3339 time with nine fraction digits, as CRI logs
-do), `tailLines` over the backfill, and the `limitBytes` budget (output is cut mid-line at the limit, then the stream ends). Pure and
-synchronous; `streaming` feeds it and owns timing and I/O.
+completion wrapper's exit marker: its format and `visible_text` belong to
+`binder.pods.completion`), the kubelet's line format (`timestamps` prefixes an RFC 3339 time
+with nine fraction digits, as CRI logs do), `tailLines` over the backfill, and the
+`limitBytes` budget (output is cut mid-line at the limit, then the stream ends), for live
+lines and for retained ones (`render_retained`, a finished pod). Pure and synchronous;
+`streaming` feeds it and owns timing and I/O.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from binder.kubelet_api.options import LogOptions
-from binder.pods.completion import MARKER_PREFIX, parse_exit_marker
+from binder.pods.completion import parse_exit_marker, visible_text
 
 __all__ = [
     "Backfill",
@@ -27,6 +29,7 @@ __all__ = [
     "format_line",
     "format_timestamp",
     "render",
+    "render_retained",
     "shown",
     "visible_text",
 ]
@@ -51,23 +54,6 @@ class Shown:
 
     ts: datetime
     text: str
-
-
-def visible_text(line: str, *, uid: str) -> str | None:
-    """The part of a container line a user sees; None when nothing of it is left.
-
-    The wrapper's `echo` follows the workload's output, so when the workload's last line had no
-    newline the marker shares its line ("done::rpvk-exit::<uid>::0"): the text before the
-    marker is kept. A line starting with the marker prefix is hidden whatever follows it (a
-    malformed or foreign marker is still not user output).
-    """
-    at = line.find(MARKER_PREFIX)
-    if at < 0:
-        return line
-    if parse_exit_marker(line, uid=uid) is None and line[:at].strip():
-        return line  # the user's own text merely mentions the prefix
-    before = line[:at]
-    return before if before.strip() else None
 
 
 def ends_run(event: LogLine, *, uid: str) -> bool:
@@ -155,3 +141,12 @@ def render(items: Iterable[Shown], *, options: LogOptions, budget: ByteBudget) -
             break
         out += budget.take(format_line(item, timestamps=options.timestamps))
     return bytes(out)
+
+
+def render_retained(items: Sequence[Shown], *, options: LogOptions) -> bytes:
+    """The whole answer from retained lines (a finished pod): `since`, then `tailLines`, then
+    `limitBytes`, in the order the live path applies them. `follow` has nothing to wait for."""
+    kept = [item for item in items if options.since is None or item.ts >= options.since]
+    if options.tail_lines is not None:
+        kept = kept[len(kept) - options.tail_lines :] if options.tail_lines < len(kept) else kept
+    return render(kept, options=options, budget=ByteBudget(options.limit_bytes))

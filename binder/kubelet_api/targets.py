@@ -3,7 +3,9 @@
 Owns the checks on the Kubernetes pod (it exists, is bound to this node, names the container
 that runs on RunPod, has a RunPod pod) and on the RunPod pod (its owner marker names this
 Kubernetes pod's UID: a `runpod.io/pod-id` annotation alone is not proof, see
-`binder.pods.naming`). Pure: the caller fetches both pods. Failures are `LogRequestError`s with
+`binder.pods.naming`). A pod whose RunPod pod was terminated (`runpod.io/terminated`) has no
+RunPod logs left: `resolve_target` refuses it, or, with `accept_terminated`, marks the target
+so the caller can answer from retained lines (`gone_error` is the answer when none are). Pure: the caller fetches both pods. Failures are `LogRequestError`s with
 the kubelet's wording where the kubelet has one, status 400 so kubectl shows the text.
 """
 
@@ -18,7 +20,7 @@ from binder.kubelet_api.options import LogRequestError
 from binder.pods.naming import owner_of
 from contract.annotations import POD_ID, TERMINATED
 
-__all__ = ["LogTarget", "check_ownership", "resolve_target"]
+__all__ = ["LogTarget", "check_ownership", "gone_error", "resolve_target"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,8 @@ class LogTarget:
     runpod_pod_id: str
     pod_uid: str
     created_at: datetime | None
+    # The RunPod pod was terminated: only retained lines can answer.
+    terminated: bool = False
 
 
 def _parse_time(raw: Any) -> datetime | None:
@@ -43,8 +47,22 @@ def _names(containers: Any) -> list[str]:
     return [str(c.get("name")) for c in containers if isinstance(c, Mapping) and c.get("name")]
 
 
+def gone_error(*, namespace: str, name: str, pod_id: str) -> LogRequestError:
+    """The answer for a finished pod whose lines were not retained (e.g. the binder restarted)."""
+    return LogRequestError(
+        f"logs of pod {namespace}/{name} are no longer available: its RunPod pod {pod_id} "
+        "was terminated, and RunPod keeps no logs after that"
+    )
+
+
 def resolve_target(
-    pod: Mapping[str, Any] | None, *, namespace: str, name: str, container: str, node_name: str
+    pod: Mapping[str, Any] | None,
+    *,
+    namespace: str,
+    name: str,
+    container: str,
+    node_name: str,
+    accept_terminated: bool = False,
 ) -> LogTarget:
     """The RunPod pod behind `namespace/name`'s `container`, or `LogRequestError`."""
     if pod is None:
@@ -74,15 +92,14 @@ def resolve_target(
         raise LogRequestError(
             f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
         )
-    if annotations.get(TERMINATED):
-        raise LogRequestError(
-            f"logs of pod {namespace}/{name} are no longer available: its RunPod pod {pod_id} "
-            "was terminated, and RunPod keeps no logs after that"
-        )
+    terminated = bool(annotations.get(TERMINATED))
+    if terminated and not accept_terminated:
+        raise gone_error(namespace=namespace, name=name, pod_id=str(pod_id))
     return LogTarget(
         runpod_pod_id=str(pod_id),
         pod_uid=str(meta.get("uid") or ""),
         created_at=_parse_time(meta.get("creationTimestamp")),
+        terminated=terminated,
     )
 
 

@@ -26,8 +26,14 @@ What the wrapper needs from the image, and the fallback:
   known; the pod stays Running until it is deleted (RunPod restarts the finished container). The
   binder records a Warning Event `CompletionNotTracked` so a person sees why.
 
-This module owns the wrapper and marker format (pure) and `ExitWatcher`, the bounded set of log
-readers. It does not decide statuses (`status`) nor terminate pods (`deleting`/`controller`).
+Retained logs: RunPod keeps no logs after termination, so while a reader reads a pod's stream it
+copies the visible container lines into the `binder.retained_logs` store (when given one), from
+which the kubelet API answers `kubectl logs` of a finished pod. The first connection asks for
+the store's per-pod line bound as backlog, so a pod's earlier lines are kept too.
+
+This module owns the wrapper and marker format (pure; `visible_text` says what of a line is
+user output) and `ExitWatcher`, the bounded set of log readers. It does not decide statuses
+(`status`) nor terminate pods (`deleting`/`controller`).
 """
 
 from __future__ import annotations
@@ -37,9 +43,10 @@ import contextlib
 import logging
 import re
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Final
 
+from binder.retained_logs import RetainedLogs
 from runpod_api.errors import RunPodAuthError, RunPodError, RunPodForbidden, RunPodNotFound
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,7 @@ LOG_TAIL: Final = 50
 # Bound on concurrent log streams (each is a rate-limited RunPod request held open).
 MAX_READERS: Final = 200
 _RECONNECT_BACKOFF: Final = (1.0, 2.0, 5.0, 10.0, 30.0)
+_CONTAINER: Final = "container"
 
 
 def start_command(container: Mapping[str, Any]) -> tuple[list[str] | None, list[str]]:
@@ -92,6 +100,23 @@ def parse_exit_marker(line: str, *, uid: str) -> int | None:
     return None
 
 
+def visible_text(line: str, *, uid: str) -> str | None:
+    """The part of a container line a user sees; None when nothing of it is left.
+
+    The wrapper's `echo` follows the workload's output, so when the workload's last line had no
+    newline the marker shares its line ("done::rpvk-exit::<uid>::0"): the text before the
+    marker is kept. A line starting with the marker prefix is hidden whatever follows it (a
+    malformed or foreign marker is still not user output).
+    """
+    at = line.find(MARKER_PREFIX)
+    if at < 0:
+        return line
+    if parse_exit_marker(line, uid=uid) is None and line[:at].strip():
+        return line  # the user's own text merely mentions the prefix
+    before = line[:at]
+    return before if before.strip() else None
+
+
 class ExitWatcher:
     """One cheap log reader per running wrapped pod, at most `max_readers` at once.
 
@@ -99,6 +124,10 @@ class ExitWatcher:
     the reader calls `on_exit(key, uid, code)` once when it sees the marker, then ends. `forget(key)`
     cancels it. Readers reconnect with backoff on errors and stop on 401/403/404 (the pod or the
     key is gone; the sync loop notices that on its own). Must be closed with `aclose()`.
+
+    With `retained`, every visible container line read is also kept there under the pod's UID
+    (`forget` does not drop it: a finished pod's lines must outlive its reader; `retain_only`
+    does, for pods deleted from Kubernetes).
     """
 
     def __init__(
@@ -108,8 +137,12 @@ class ExitWatcher:
         on_exit: Callable[[str, str, int], None],
         max_readers: int = MAX_READERS,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        retained: RetainedLogs | None = None,
     ) -> None:
         self._runpod = runpod
+        self._retained = retained
+        # Backlog per connection: enough to find the marker, and to retain the pod's lines.
+        self._tail = LOG_TAIL if retained is None else max(LOG_TAIL, retained.max_lines_per_pod)
         self._on_exit = on_exit
         self._slots = asyncio.Semaphore(max_readers)
         self._tasks: dict[str, tuple[str, asyncio.Task[None]]] = {}
@@ -135,6 +168,11 @@ class ExitWatcher:
     def keys(self) -> Sequence[str]:
         return list(self._tasks)
 
+    def retain_only(self, uids: Collection[str | None]) -> None:
+        """Drop retained lines of every pod whose UID is not in `uids` (deleted pods)."""
+        if self._retained is not None:
+            self._retained.keep_only({uid for uid in uids if uid})
+
     async def aclose(self) -> None:
         tasks = [task for _, task in self._tasks.values()]
         self._tasks.clear()
@@ -149,10 +187,13 @@ class ExitWatcher:
         async with self._slots:
             while True:
                 try:
-                    stream = self._runpod.stream_logs(pod_id, tail=LOG_TAIL, source="container")
+                    stream = self._runpod.stream_logs(pod_id, tail=self._tail, source=_CONTAINER)
+                    if self._retained is not None:
+                        self._retained.resume(uid)
                     async with contextlib.aclosing(stream):
                         async for event in stream:
                             attempt = 0
+                            self._retain(uid, event)
                             code = parse_exit_marker(event.line, uid=uid)
                             if code is not None:
                                 self._tasks.pop(key, None)
@@ -168,3 +209,12 @@ class ExitWatcher:
                 delay = _RECONNECT_BACKOFF[min(attempt, len(_RECONNECT_BACKOFF) - 1)]
                 attempt += 1
                 await self._sleep(delay)
+
+    def _retain(self, uid: str, event: Any) -> None:
+        if self._retained is None or getattr(event, "source", _CONTAINER) != _CONTAINER:
+            return
+        text = visible_text(event.line, uid=uid)
+        if text is None:
+            self._retained.touch(uid)  # the marker alone: the pod printed nothing (yet)
+        else:
+            self._retained.append(uid, ts=event.ts, text=text)

@@ -15,6 +15,10 @@ Loops, each with one job (and one writer per object):
 - exit watcher: log readers of running wrapped pods (`completion.ExitWatcher`), which enqueue
   the key when an exit marker shows up.
 
+Leadership fence: `is_leading` (the elector's no-I/O check) reaches every step through
+`PodContext.fence` and the sweeper; a step that finds this replica deposed raises `NotLeading`
+and its worker drops the item, neither retrying nor writing (the process exits right after).
+
 Restart = recover: workers wait until the reflector listed the pods AND the first RunPod list
 arrived, so every decision (adopt an attempt, terminate, sweep) sees both. Nothing is ever
 redeployed: a recorded id is mirrored, a recorded attempt is looked up in the list first.
@@ -34,7 +38,7 @@ from kubernetes_asyncio.client import ApiClient
 from binder.events import EventRecorder
 from binder.pods.budgets import SpendLedger
 from binder.pods.completion import ExitWatcher
-from binder.pods.context import PodContext, utcnow
+from binder.pods.context import NotLeading, PodContext, always_leading, utcnow
 from binder.pods.creating import ensure_created
 from binder.pods.decisions import VISIBILITY_WINDOW
 from binder.pods.deleting import finish_deletion
@@ -45,6 +49,7 @@ from binder.pods.state import Snapshot, pod_annotations
 from binder.pods.status import TERMINAL_PHASES, is_settling
 from binder.pods.sweeping import Sweeper
 from binder.pods.syncing import finish_terminal, record_exit, sync_pod
+from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
 from contract.annotations import CREATE_ATTEMPT, EXIT_CODE, POD_ID, TERMINATED
 from kit.kube import KubeError, Reflector, object_key
@@ -71,9 +76,15 @@ class PodController:
         metrics: PodMetrics | None = None,
         clock: Callable[[], datetime] = utcnow,
         visibility_window: timedelta = VISIBILITY_WINDOW,
+        retained_logs: RetainedLogs | None = None,
+        is_leading: Callable[[], bool] = always_leading,
+        request_catalog_refresh: Callable[[], None] = lambda: None,
     ) -> None:
         """`visibility_window`: how long RunPod may take to list a pod it just created (the
-        wait before a recorded create attempt that the list does not show is given up)."""
+        wait before a recorded create attempt that the list does not show is given up).
+        `is_leading`: checked right before every write (see `PodContext.fence`); the default
+        suits only a controller that runs alone. `request_catalog_refresh`: called when a create
+        found every candidate out of capacity."""
         self._api = api
         self._settings = settings
         self._workers = workers
@@ -98,6 +109,8 @@ class PodController:
             started_at=clock(),
             clock=clock,
             visibility_window=visibility_window,
+            is_leading=is_leading,
+            request_catalog_refresh=request_catalog_refresh,
         )
         self.sweeper = Sweeper(
             runpod=runpod,
@@ -105,8 +118,9 @@ class PodController:
             cluster_id=cluster_id,
             grace=timedelta(seconds=settings.sweep_grace_seconds),
             metrics=self.ctx.metrics,
+            is_leading=is_leading,
         )
-        self.watcher = ExitWatcher(runpod=runpod, on_exit=self._on_exit)
+        self.watcher = ExitWatcher(runpod=runpod, on_exit=self._on_exit, retained=retained_logs)
         self.ticks = 0
 
     @property
@@ -192,6 +206,7 @@ class PodController:
 
     def _forget_vanished(self) -> None:
         live = {(p.get("metadata") or {}).get("uid") for p in self.reflector.items.values()}
+        self.watcher.retain_only(live)  # a deleted pod's retained logs go with it
         for uid in [uid for uid in self.ctx.known if uid not in live]:
             del self.ctx.known[uid]
 
@@ -233,6 +248,10 @@ class PodController:
             try:
                 delay = await self._handle(key)
             except PodGone:
+                delay = None
+            except NotLeading:
+                # Deposed: drop the item without retrying; the new leader recovers the pod.
+                log.warning("no longer the leader; abandoning pod %s", key)
                 delay = None
             except (KubeError, RunPodError) as exc:
                 delay = self._queue.backoff(key)

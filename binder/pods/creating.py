@@ -9,12 +9,20 @@ Order of operations for one pod (one worker at a time per pod, see `controller`)
    re-checked per candidate (price cap, allowed data centers); budgets (GPU budget, spend
    ceiling) with a ledger reservation.
 3. For each candidate: record intent (`runpod.io/create-attempt` = the deterministic name)
-   BEFORE the POST; `create_pod_safely` (an ambiguous answer is looked up by name + marker before
-   any second POST); record the id (`runpod.io/pod-id`) right after.
+   BEFORE the POST, as a compare-and-swap on the pod's resourceVersion; `create_pod_safely` (an
+   ambiguous answer is looked up by name + marker before any second POST); record the id
+   (`runpod.io/pod-id`) right after.
+4. When every candidate tried was refused for capacity, ask the catalog publisher for a fresh
+   catalog, so the webhook's next plans stop offering what RunPod no longer has.
 
 Never two RunPod pods for one Kubernetes pod UID: a crash before the intent write means no POST
 was sent; a crash after it is recovered in step 1 from the one list call; a pod that surfaces
 late anyway is terminated as a duplicate by `syncing` (it carries the same UID marker).
+
+Never two writers either: the leadership fence (`PodContext.fence`) is checked right before the
+intent write and right before the POST, and the intent write itself only lands on the pod version
+this worker decided on. A deposed leader that wakes up mid-walk therefore either stops at the
+fence or loses the compare-and-swap (409) to whatever the new leader wrote, and sends no POST.
 
 Returns the delay after which the worker should look at the pod again (None = on the next event
 or sync tick).
@@ -23,7 +31,7 @@ or sync tick).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from binder.pods.budgets import Usage, budget_violation
@@ -53,6 +61,7 @@ from binder.pods.state import pod_annotations
 from binder.pods.status import Failure, state_annotations
 from contract.annotations import CREATE_ATTEMPT, LAST_FAILURE, POD_ID
 from contract.plan import Plan, PlanError, plan_from_annotations
+from kit.kube import Conflict
 from runpod_api.errors import RunPodError
 from runpod_api.models import Pod
 
@@ -62,6 +71,9 @@ ENV_RETRY = 15.0
 BUDGET_RETRY = 30.0
 NO_CAPACITY_RETRY = 30.0
 SNAPSHOT_RETRY = 1.0
+# The pod changed under the intent write (409): look again once the watch cache caught up.
+CONFLICT_RETRY = 1.0
+CAPACITY_REASON = "NoCapacity"
 
 _OUTCOMES = {
     "NoCapacity": "no_capacity",
@@ -72,6 +84,16 @@ _OUTCOMES = {
     "RateLimited": "rate_limited",
     "CreateUncertain": "uncertain",
 }
+
+
+def wants_catalog_refresh(reasons: Sequence[str]) -> bool:
+    """Did a walk try candidates and find every one of them out of capacity (400)?
+
+    Then the published catalog promised stock RunPod does not have: a refresh now spares the
+    next pods a walk through the same dead candidates. Candidates skipped before any POST
+    (policy, budget) or refused for another reason say nothing about the catalog.
+    """
+    return bool(reasons) and all(reason == CAPACITY_REASON for reason in reasons)
 
 
 async def ensure_created(ctx: PodContext, pod: Mapping[str, Any]) -> float | None:
@@ -155,6 +177,10 @@ async def _walk(
     skipped: list[str] = []
     over_budget: str | None = None
     last: Step | None = None
+    refusals: list[str] = []  # reasons of the candidates RunPod refused, in order
+    # The pod as the API server last answered: each intent write is a compare-and-swap on its
+    # resourceVersion, so the next candidate's write must build on our own previous one.
+    current: Mapping[str, Any] = pod
 
     for candidate in plan.candidates:
         violation = candidate_violation(candidate, plan, ctx.policy)
@@ -199,11 +225,22 @@ async def _walk(
         known.attempt_at = now
         known.attempt_resolved = False
         try:
-            written = await ctx.annotate(pod, {CREATE_ATTEMPT: name})
+            written = await ctx.record_intent(current, name)
+        except Conflict:
+            # Someone changed the pod since we read it: maybe only our own earlier write the
+            # cache had not shown yet, maybe another binder replica recording ITS attempt (which
+            # it may be POSTing now). Until a fresh read says otherwise, treat the attempt the
+            # pod records as just made: recovery waits for the list to show it before
+            # superseding it, which can cost a wait but never a second pod.
+            known.attempt_at = ctx.clock()
+            ctx.ledger.release(uid)
+            log.info("pod %s/%s changed under the create-attempt write; looking again", *_ref(metadata))
+            return CONFLICT_RETRY
         except BaseException:
             known.attempt_resolved = True
             ctx.ledger.release(uid)
             raise
+        current = written
         recorded = name
         if (written.get("metadata") or {}).get("deletionTimestamp"):
             # Deleted while we decided: spend nothing; the deletion path takes over.
@@ -217,12 +254,16 @@ async def _walk(
             metadata["name"],
             candidate.gpu_type_id,
         )
+        # Checked again right before spending: the intent write may have taken long enough for
+        # the lease to lapse. Intent recorded without a POST is safe: recovery looks it up.
+        ctx.fence()
         try:
             created = await ctx.runpod.create_pod_safely(request, marker_env=POD_UID_ENV, marker_value=uid)
         except RunPodError as exc:
             step = classify_create_error(exc)
             ctx.metrics.created(_OUTCOMES.get(step.reason, "error"))
             last = step
+            refusals.append(step.reason)
             if step.next is Next.AMBIGUOUS:
                 # The pod may exist: keep the reservation and let recovery settle it. The client
                 # may have POSTed again inside create_pod_safely: the visibility window counts
@@ -296,6 +337,8 @@ async def _walk(
         known.waiting_message = message
         await ctx.event(pod, "Warning", "PolicyViolation", message)
         return NO_CAPACITY_RETRY
+    if wants_catalog_refresh(refusals):
+        ctx.request_catalog_refresh()
     detail = last.message if last is not None else "no candidates"
     known.waiting_message = f"no candidate could be created; last answer: {detail}"
     await ctx.event(pod, "Warning", "NoCapacity", f"every candidate refused; retrying later. Last: {detail}")
@@ -319,6 +362,7 @@ async def _adopt(
     ctx: PodContext, pod: Mapping[str, Any], found: Pod, plan: Plan, *, duplicates: tuple[Pod, ...]
 ) -> None:
     for duplicate in duplicates:
+        ctx.fence()
         if await ctx.runpod.delete_pod(duplicate.id):
             ctx.metrics.terminated("duplicate")
         await ctx.event(pod, "Warning", "DuplicateTerminated", f"terminated extra RunPod pod {duplicate.id}")
@@ -355,6 +399,10 @@ async def _fail(ctx: PodContext, pod: Mapping[str, Any], failure: Failure) -> No
     known.failure = failure
     await ctx.event(pod, "Warning", failure.reason, failure.message)
     await ctx.annotate(pod, {LAST_FAILURE: f"{failure.reason}: {failure.message}"[:500]})
+
+
+def _ref(metadata: Mapping[str, Any]) -> tuple[str, str]:
+    return metadata.get("namespace", ""), metadata.get("name", "")
 
 
 def _is_daemonset_pod(pod: Mapping[str, Any]) -> bool:

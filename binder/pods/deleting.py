@@ -66,6 +66,9 @@ async def terminate_runpod(ctx: PodContext, pod: Mapping[str, Any], *, why: str)
     for target in targets:
         if target in known.deleted_ids:
             continue
+        # Only the leader terminates (see `PodContext.fence`): a deposed replica's DELETE could
+        # race the new leader's view of the pod.
+        ctx.fence()
         deleted = await ctx.runpod.delete_pod(target)
         known.deleted_ids.add(target)
         if deleted:
@@ -112,8 +115,10 @@ async def finish_deletion(
             desired = build_status(pod=pod, runpod=None, observation=observation, ports=ports)
             patch = status_patch(pod, desired)
             if patch is not None:
+                ctx.fence()
                 await ctx.kube.patch_status(metadata["namespace"], metadata["name"], patch, uid=uid)
         await ctx.event(pod, "Normal", "Terminated", "RunPod pod terminated; removing the pod")
+        ctx.fence()
         await ctx.kube.delete_final(metadata["namespace"], metadata["name"], uid=uid)
     except PodGone:
         pass

@@ -34,11 +34,21 @@ class KubePods:
         self._api = api
 
     async def patch_annotations(
-        self, namespace: str, name: str, annotations: Mapping[str, str | None], *, uid: str
+        self,
+        namespace: str,
+        name: str,
+        annotations: Mapping[str, str | None],
+        *,
+        uid: str,
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
-        """Set (or with None remove) annotations of exactly this pod (UID-guarded)."""
-        body = {"metadata": {"uid": uid, "annotations": dict(annotations)}}
-        return await self._patch(_pod_path(namespace, name), body)
+        """Set (or with None remove) annotations of exactly this pod (UID-guarded). With
+        `resource_version` the patch is a compare-and-swap: `kit.kube.Conflict` (409) when the
+        pod changed since that version."""
+        metadata: dict[str, Any] = {"uid": uid, "annotations": dict(annotations)}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        return await self._patch(_pod_path(namespace, name), {"metadata": metadata})
 
     async def patch_status(
         self, namespace: str, name: str, patch: Mapping[str, Any], *, uid: str

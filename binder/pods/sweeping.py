@@ -11,7 +11,8 @@ RunPod pods without our marker, or with another cluster's, are never touched.
 `find_orphans` is pure; `Sweeper.sweep` applies it to the latest snapshot (no list call of its
 own: the sync loop's one list per tick is enough). Before terminating, the sweeper reads the
 owner pod by the name in the marker: if a pod with that UID still exists anywhere (another
-virtual node of the same cluster, a watch cache that lags), it is not an orphan.
+virtual node of the same cluster, a watch cache that lags), it is not an orphan. Only the leader
+sweeps: `is_leading` is checked right before each DELETE (a deposed replica's snapshot is stale).
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ class Sweeper:
         cluster_id: str,
         grace: timedelta,
         metrics: PodMetrics,
+        is_leading: Callable[[], bool] = lambda: True,
     ) -> None:
         self._runpod = runpod
+        self._is_leading = is_leading
         self._owner_uid = owner_uid
         self._cluster_id = cluster_id
         self._grace = grace
@@ -102,6 +105,9 @@ class Sweeper:
             except KubeError as exc:
                 log.warning("sweep could not check the owner of RunPod pod %s (%s); skipping", pod.id, exc)
                 continue
+            if not self._is_leading():
+                log.warning("no longer the leader; abandoning the orphan sweep")
+                break
             try:
                 await self._runpod.delete_pod(pod.id)
             except RunPodError as exc:

@@ -83,6 +83,7 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
         for extra in extras:
             if extra.id in known.deleted_ids:
                 continue
+            ctx.fence()  # only the leader terminates (see PodContext.fence)
             if await ctx.runpod.delete_pod(extra.id):
                 ctx.metrics.terminated("duplicate")
             known.deleted_ids.add(extra.id)
@@ -131,6 +132,7 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
     if annotation_changes:
         patch["metadata"] = {"annotations": annotation_changes}
     if patch:
+        ctx.fence()
         await ctx.kube.patch_status(metadata["namespace"], metadata["name"], patch, uid=uid)
     if status_changes is not None:
         await _transition_events(ctx, pod, desired, runpod)
