@@ -81,6 +81,17 @@ def pod_calls(requests: dict[str, int]) -> tuple[int, int, int]:
     return lists, pods - lists, total - pods
 
 
+async def wait_until_ready(health_port: int, *, within: float) -> None:
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=2) as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"http://127.0.0.1:{health_port}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"the binder was not ready within {within:.0f}s")
+
+
 async def run_bench(
     *, kubeconfig: Path, sandbox: Any, sizes: Sequence[int], log_dir: Path, budget: float
 ) -> list[dict[str, Any]]:
@@ -96,6 +107,10 @@ async def run_bench(
         log_path=log_dir / "binder.log",
         extra=("--reconcile-interval", str(RECONCILE), "--sweep-interval", "30"),
     )
+    # Bind->create latency is the binder's reaction time, not its start-up (importing the
+    # Kubernetes client alone takes seconds on a loaded 2-core machine): wait until it serves.
+    await wait_until_ready(binder.health_port, within=180)
+    await asyncio.sleep(RECONCILE)  # its first sync tick (the pod list it recovers from)
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
     try:
