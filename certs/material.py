@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kit.x509 import LEAF_KEY_USAGE, build_ca_certificate, new_ec_key, private_key_pem
+
 __all__ = [
     "CA_VALIDITY",
     "LEAF_VALIDITY",
@@ -157,7 +159,7 @@ def issue(renewal: Renewal, current: Material | None, *, now: datetime, names: S
     cert_pem, key_pem = _make_leaf(ca_cert=ca_cert, ca_key=ca_key, names=names, now=now)
     return Material(
         ca_cert_pem=ca_cert.public_bytes(serialization.Encoding.PEM),
-        ca_key_pem=_key_pem(ca_key),
+        ca_key_pem=private_key_pem(ca_key),
         cert_pem=cert_pem,
         key_pem=key_pem,
         previous_ca_pem=_still_valid(current.ca_cert_pem, now) if current is not None else None,
@@ -168,34 +170,10 @@ def issue(renewal: Renewal, current: Material | None, *, now: datetime, names: S
 
 
 def _make_ca(*, now: datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_ec_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_COMMON_NAME)])
-    public = key.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
+    cert = build_ca_certificate(
+        subject=name, key=key, not_before=now - CLOCK_SKEW, not_after=now + CA_VALIDITY
     )
     return cert, key
 
@@ -205,7 +183,7 @@ def _make_leaf(
 ) -> tuple[bytes, bytes]:
     if not names:
         raise MaterialError("a serving certificate needs at least one DNS name")
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_ec_key()
     public = key.public_key()
     # Go ignores the CN since 1.15; it is set only so people can read the certificate, and an
     # X.509 CN holds at most 64 characters while DNS names (the SANs) may be longer.
@@ -221,17 +199,7 @@ def _make_leaf(
         .not_valid_after(min(now + LEAF_VALIDITY, _not_after(ca_cert)))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            LEAF_KEY_USAGE,
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -242,13 +210,7 @@ def _make_leaf(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    return cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key)
 
 
 # --- reading --------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kit.x509 import LEAF_KEY_USAGE, build_ca_certificate, new_ec_key, private_key_pem
+
 __all__ = ["KeyPair", "issue", "new_ca", "new_key", "private_pem", "public_pem", "write_pair"]
 
 _BACKDATE: Final = datetime.timedelta(minutes=5)
@@ -46,14 +48,10 @@ class KeyPair:
         return private_pem(self.key)
 
 
-def new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+new_key = new_ec_key
 
 
-def private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+private_pem = private_key_pem
 
 
 def public_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -75,33 +73,9 @@ def _now() -> datetime.datetime:
 def new_ca(common_name: str) -> KeyPair:
     """A self-signed CA allowed to sign leaf certificates (path length 0)."""
     key = new_key()
-    name = _name(common_name)
     now = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+    cert = build_ca_certificate(
+        subject=_name(common_name), key=key, not_before=now - _BACKDATE, not_after=now + _VALIDITY
     )
     return KeyPair(cert=cert, key=key)
 
@@ -137,17 +111,7 @@ def issue(
         .not_valid_after(now + _VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            LEAF_KEY_USAGE,
             critical=True,
         )
         .add_extension(

@@ -41,11 +41,11 @@ from typing import Any, Final, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes_asyncio.client import ApiClient
 
 from kit.kube import get_json, post_json
+from kit.x509 import new_ec_key, private_key_pem
 
 __all__ = [
     "SERVING_SIGNER",
@@ -115,14 +115,8 @@ def _alt_names(dns: list[str], ips: list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def self_signed_pair(*, node_name: str, node_address: str, now: datetime) -> ServingPair:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_ec_key()
     dns, ips = serving_names(node_name=node_name, node_address=node_address)
     # A CN holds at most 64 characters, a node name up to 253; clients check SANs, not the CN.
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node_name[: MAX_CN - 12]}@kubelet-api")])
@@ -142,7 +136,7 @@ def self_signed_pair(*, node_name: str, node_address: str, now: datetime) -> Ser
     )
     return ServingPair(
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=_key_pem(key),
+        key_pem=private_key_pem(key),
         not_before=not_before,
         not_after=not_after,
     )
@@ -155,7 +149,7 @@ def serving_csr(*, node_name: str, node_address: str) -> tuple[bytes, bytes]:
         raise CsrError(
             f"node name {node_name!r} is too long for a serving CSR (CN {common_name!r} > {MAX_CN})"
         )
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = new_ec_key()
     dns, ips = serving_names(node_name=node_name, node_address=node_address)
     # The signer wants node names and addresses, not localhost.
     dns = [d for d in dns if d != "localhost"]
@@ -172,7 +166,7 @@ def serving_csr(*, node_name: str, node_address: str) -> tuple[bytes, bytes]:
         .add_extension(_alt_names(dns, ips), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return csr.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return csr.public_bytes(serialization.Encoding.PEM), private_key_pem(key)
 
 
 def csr_manifest(*, node_name: str, csr_pem: bytes) -> dict[str, Any]:
