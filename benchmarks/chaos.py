@@ -20,12 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import random
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +29,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
+
+from binder.testing import BinderProcess as RunningBinder
 
 API_KEY: Final = "chaos-key"
 NODE: Final = "chaos-runpod"
@@ -49,15 +47,8 @@ FAULTS: Final[tuple[dict[str, Any], ...]] = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class BinderProcess:
-    """One `runpod-kubelet binder` subprocess with short intervals, output appended to a log file."""
+class BinderProcess(RunningBinder):
+    """The chaos binder: short intervals, no leader election, output appended to one log file."""
 
     def __init__(
         self,
@@ -70,42 +61,14 @@ class BinderProcess:
         cluster_id: str = CLUSTER_ID,
         extra: Sequence[str] = (),
     ) -> None:
-        self._log = log_path.open("ab")
-        self.health_port = free_port()
-        env = {**os.environ, "RUNPOD_API_KEY": API_KEY}
-        env.pop("POD_NAME", None)
-        exe = Path(sys.executable).with_name("runpod-kubelet")
-        cmd = [
-            str(exe), "binder", "--kubeconfig", str(kubeconfig), "--runpod-base-url", base_url,
+        args = [
+            "--kubeconfig", str(kubeconfig), "--runpod-base-url", base_url,
             "--node-name", node, "--namespace", namespace, "--cluster-id", cluster_id,
             "--no-leader-election", "--reconcile-interval", "2", "--fast-interval", "0.5",
             "--sweep-interval", "2", "--sweep-grace-seconds", "5", "--gpu-budget", "1000",
-            "--max-gpu-price", "2", "--node-status-interval", "2",
-            "--health-host", "127.0.0.1", "--health-port", str(self.health_port),
-            "--kubelet-port", str(free_port()), "--log-level", "info", *extra,
+            "--max-gpu-price", "2", "--node-status-interval", "2", "--log-level", "info", *extra,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=20)
-        if not self._log.closed:
-            self._log.close()
+        super().__init__(args=args, log_path=log_path, api_key=API_KEY, append=True)
 
 
 def pod_body(name: str, *, completes: bool) -> dict[str, Any]:

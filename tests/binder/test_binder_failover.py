@@ -11,21 +11,20 @@ as many creates as pods.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from binder.testing import BinderProcess
+from binder.testing import wait_for as _wait_for
 from contract.annotations import POD_ID
 from contract.plan import Candidate, Plan, plan_to_annotations
 from sandbox.testing import RunningSandbox, running_sandbox
@@ -33,61 +32,11 @@ from sandbox.testing import RunningSandbox, running_sandbox
 pytestmark = pytest.mark.cluster
 
 API_KEY = "test-key"
-BINDER = Path(sys.executable).with_name("runpod-kubelet")
 # Short but valid (renew deadline < lease duration, retry < renew deadline).
 LEASE, RENEW, RETRY = 8.0, 6.0, 1.0
 PODS = 10
 # Every create acts at once and answers 504 this much later: POSTs stay in flight.
 CREATE_ANSWER_DELAY = 3.0
-T = TypeVar("T")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for(what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-class Replica:
-    def __init__(self, *, name: str, args: list[str], log_dir: Path) -> None:
-        self.name = name
-        self.health_port = _free_port()
-        self.log_path = log_dir / f"binder-{name}.log"
-        self._log = self.log_path.open("wb")
-        env = {**os.environ, "RUNPOD_API_KEY": API_KEY}
-        env.pop("POD_NAME", None)
-        cmd = [str(BINDER), "binder", *args, "--identity", name, "--health-port", str(self.health_port),
-               "--health-host", "127.0.0.1", "--kubelet-port", str(_free_port())]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    def readyz(self) -> int | None:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=2).status_code
-        except httpx.HTTPError:
-            return None
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)  # also ends a stopped process
-            self.proc.wait(timeout=15)
-        self._log.close()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -157,7 +106,7 @@ def test_a_frozen_leader_loses_to_the_standby_and_no_pod_is_created_twice(
     node = f"fo-{namespace}"[:63]
     cluster_id = f"cl-{namespace}"
     lease = f"runpod-kubelet-binder-{node}"
-    replicas: dict[str, Replica] = {}
+    replicas: dict[str, BinderProcess] = {}
     with running_sandbox(api_key=API_KEY, seed=1) as sb:
         sb.admin.inject(
             {
@@ -177,7 +126,12 @@ def test_a_frozen_leader_loses_to_the_standby_and_no_pod_is_created_twice(
         ]  # fmt: skip
         try:
             for name in ("replica-a", "replica-b"):
-                replicas[name] = Replica(name=name, args=args, log_dir=tmp_path)
+                replicas[name] = BinderProcess(
+                    args=[*args, "--identity", name],
+                    log_path=tmp_path / f"binder-{name}.log",
+                    api_key=API_KEY,
+                    name=name,
+                )
             leader_name = _wait_for("a leader", lambda: _holder(v1, namespace, lease), timeout=120)
             leader = replicas[leader_name]
             standby = next(r for r in replicas.values() if r is not leader)

@@ -9,15 +9,12 @@ loaded two-core CI machine.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -26,6 +23,8 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
+from binder.testing import BinderProcess
+from binder.testing import wait_for as _wait_for
 from contract.catalog import build_catalog, parse_catalog_document
 from contract.policy import CATALOG_CONFIGMAP, CATALOG_CONFIGMAP_KEY
 from sandbox.testing import running_sandbox
@@ -33,64 +32,8 @@ from sandbox.testing import running_sandbox
 pytestmark = pytest.mark.cluster
 
 API_KEY = "test-key"
-BINDER = Path(sys.executable).with_name("runpod-kubelet")
 # Short but valid (renew deadline < lease duration, retry < renew deadline).
 LEASE, RENEW, RETRY = 8.0, 6.0, 1.0
-T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for(what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-class Binder:
-    """One `runpod-kubelet binder` subprocess, logs in a file shown when a test fails."""
-
-    def __init__(self, *, name: str, args: list[str], log_dir: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.health_port = _free_port()
-        self.log_path = log_dir / f"binder-{name}.log"
-        self._log = self.log_path.open("wb")
-        cmd = [str(BINDER), "binder", *args, "--identity", name, "--health-port", str(self.health_port),
-               "--health-host", "127.0.0.1", "--kubelet-port", str(_free_port())]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-
-    def readyz(self) -> int | None:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=2).status_code
-        except httpx.HTTPError:
-            return None
-
-    def metrics(self) -> str:
-        return httpx.get(f"http://127.0.0.1:{self.health_port}/metrics", timeout=2).text
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            if sig == signal.SIGKILL:
-                # A stopped (SIGSTOP) process dies on SIGKILL too; no need to continue it.
-                pass
-        try:
-            return self.proc.wait(timeout=timeout)
-        finally:
-            self._log.close()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -103,22 +46,25 @@ def core(control_plane: Any) -> Iterator[tuple[k8s.CoreV1Api, k8s.CoordinationV1
 
 
 @pytest.fixture
-def binders(control_plane: Any, namespace: str, tmp_path: Path) -> Iterator[Callable[..., Binder]]:
+def binders(control_plane: Any, namespace: str, tmp_path: Path) -> Iterator[Callable[..., BinderProcess]]:
     """Factory of binder processes for this test's node; all stopped (and their node deleted)
     afterwards. Logs are printed when the test failed."""
-    started: list[Binder] = []
+    started: list[BinderProcess] = []
     node_name = f"vr-{namespace}"[:63]
 
-    def start(name: str, base_url: str, *extra: str) -> Binder:
-        env = {**os.environ, "RUNPOD_API_KEY": API_KEY}
-        env.pop("POD_NAME", None)
+    def start(name: str, base_url: str, *extra: str) -> BinderProcess:
         args = [
             "--kubeconfig", str(control_plane.kubeconfig), "--runpod-base-url", base_url,
             "--node-name", node_name, "--namespace", namespace,
             "--lease-duration", str(LEASE), "--renew-deadline", str(RENEW), "--retry-period", str(RETRY),
             "--node-status-interval", "1", "--log-level", "debug", *extra,
         ]  # fmt: skip
-        binder = Binder(name=name, args=args, log_dir=tmp_path, env=env)
+        binder = BinderProcess(
+            args=[*args, "--identity", name],
+            log_path=tmp_path / f"binder-{name}.log",
+            api_key=API_KEY,
+            name=name,
+        )
         started.append(binder)
         return binder
 
@@ -161,7 +107,7 @@ def _lease_spec(coord: k8s.CoordinationV1Api, namespace: str, name: str) -> dict
 
 
 def test_node_registers_turns_ready_renews_its_lease_publishes_the_catalog_and_follows_the_key(
-    core: tuple[k8s.CoreV1Api, k8s.CoordinationV1Api], binders: Callable[..., Binder], namespace: str
+    core: tuple[k8s.CoreV1Api, k8s.CoordinationV1Api], binders: Callable[..., BinderProcess], namespace: str
 ) -> None:
     v1, coord = core
     node_name: str = binders.node_name  # type: ignore[attr-defined]
@@ -254,7 +200,7 @@ def _configmap(v1: k8s.CoreV1Api, namespace: str) -> dict[str, str] | None:
 
 
 def test_two_replicas_elect_exactly_one_leader_and_a_standby_takes_over_when_it_dies(
-    core: tuple[k8s.CoreV1Api, k8s.CoordinationV1Api], binders: Callable[..., Binder], namespace: str
+    core: tuple[k8s.CoreV1Api, k8s.CoordinationV1Api], binders: Callable[..., BinderProcess], namespace: str
 ) -> None:
     v1, coord = core
     node_name: str = binders.node_name  # type: ignore[attr-defined]

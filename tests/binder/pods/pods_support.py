@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from binder.pods.controller import PodController
 from binder.pods.metrics import PodMetrics
 from binder.settings import BinderSettings
+from binder.testing import BinderProcess as RunningBinder
 from contract.plan import Candidate, Plan, Port, plan_to_annotations
 from kit.kube import NotFound, delete_json, get_json, post_json
 from runpod_api.client import RunPodClient
@@ -243,17 +240,7 @@ async def job_pods(h: Harness, name: str) -> list[dict[str, Any]]:
     return list(listed.get("items") or [])
 
 
-BINDER_EXE = Path(sys.executable).with_name("runpod-kubelet")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class BinderProcess:
+class BinderProcess(RunningBinder):
     """`runpod-kubelet binder` as a subprocess (exactly as the Deployment runs it); log in a file."""
 
     def __init__(
@@ -267,35 +254,17 @@ class BinderProcess:
         log_path: Path,
         extra: tuple[str, ...] = (),
     ) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        env = {**os.environ, "RUNPOD_API_KEY": API_KEY}
-        env.pop("POD_NAME", None)
-        cmd = [
-            str(BINDER_EXE), "binder", "--kubeconfig", kubeconfig, "--runpod-base-url", base_url,
+        args = [
+            "--kubeconfig", kubeconfig, "--runpod-base-url", base_url,
             "--node-name", node, "--namespace", namespace, "--cluster-id", cluster_id,
             "--no-leader-election", "--reconcile-interval", "2", "--fast-interval", "0.5",
             "--sweep-interval", "1", "--sweep-grace-seconds", "3", "--gpu-budget", "64",
-            "--max-gpu-price", "2", "--node-status-interval", "1",
-            "--health-host", "127.0.0.1", "--health-port", str(free_port()),
-            "--kubelet-port", str(free_port()), "--log-level", "info", *extra,
+            "--max-gpu-price", "2", "--node-status-interval", "1", "--log-level", "info", *extra,
         ]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        super().__init__(args=args, log_path=log_path, api_key=API_KEY, append=True)
 
-    def kill(self) -> None:
-        """SIGKILL: no cleanup of any kind runs, as when a node dies."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=15)
-        self._log.close()
+    def kill(self, timeout: float = 15) -> None:
+        super().kill(timeout)
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        if not self._log.closed:
-            self._log.close()
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        return super().stop(sig, timeout)
