@@ -18,6 +18,7 @@ pure planner, which the HTTP layer memoises (many pods of one Job ask the same q
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -270,13 +271,27 @@ def _refuse_state_keys(annotations: Mapping[str, str]) -> None:
 
 
 def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> None:
+    annotations = annotations_of(pod)
     try:
-        plan = plan_from_annotations(annotations_of(pod))
+        count = count_gpus(pod.get("spec") or {}).count
+    except Denial:
+        count = -1
+    problem = _plan_problem(tuple(annotations.get(key) for key in PLAN_KEYS), count, policy)
+    if problem is not None:
+        raise Denial(problem, code=FORBIDDEN)
+
+
+# Pods of one Job carry the same plan: the verdict on (plan, GPU count, policy) is memoised,
+# which takes most of the validation's work off the pod-create path.
+@functools.lru_cache(maxsize=1024)
+def _plan_problem(plan_values: tuple[str | None, ...], gpu_count: int, policy: NodePolicy) -> str | None:
+    """Why this plan may not run on the node, or None."""
+    try:
+        plan = plan_from_annotations(
+            {key: value for key, value in zip(PLAN_KEYS, plan_values, strict=True) if value is not None}
+        )
     except PlanError as exc:
-        raise Denial(
-            f"no valid plan: {exc}; the mutating webhook writes plan.runpod.io/* (is its configuration installed?)",
-            code=FORBIDDEN,
-        ) from None
+        return f"no valid plan: {exc}; the mutating webhook writes plan.runpod.io/* (is its configuration installed?)"
     problems: list[str] = []
     cap = policy.max_gpu_price + _PRICE_SLACK
     if plan.max_gpu_price > cap:
@@ -291,20 +306,15 @@ def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> None:
         problems.append(
             f"data centers {','.join(plan.datacenter_ids) or 'any'} outside the node's {','.join(allowed)}"
         )
-    try:
-        count = count_gpus(pod.get("spec") or {}).count
-    except Denial:
-        count = -1
-    if count != plan.gpu_count:
+    if gpu_count != plan.gpu_count:
         problems.append(f"gpu-count {plan.gpu_count} differs from the pod's {GPU_RESOURCE} limits")
-    if problems:
-        raise Denial(
-            "plan.runpod.io/* inconsistent with node policy: "
-            + "; ".join(problems)
-            + "; recreate the pod so the "
-            "webhook plans it again",
-            code=FORBIDDEN,
-        )
+    if not problems:
+        return None
+    return (
+        "plan.runpod.io/* inconsistent with node policy: "
+        + "; ".join(problems)
+        + "; recreate the pod so the webhook plans it again"
+    )
 
 
 def _check_frozen(old: Mapping[str, str], new: Mapping[str, str]) -> None:

@@ -218,6 +218,18 @@ def test_validate_rejects_a_gpu_count_that_does_not_match_the_pod() -> None:
     assert "gpu-count 2 differs" in (_validate(planned).message or "")
 
 
+def test_validate_judges_one_plan_again_under_each_node_policy() -> None:
+    # The plan check is memoised; a node policy tightened at runtime must still be applied.
+    planned = _planned(gpu_pod(), _mutate(gpu_pod()))
+    assert _validate(planned).allowed
+    review_ = parse_review(review_bytes(planned))
+    tighter = POLICY.model_copy(update={"max_gpu_price": 0.01})
+    verdict = validate(review_, policy=tighter)
+    assert not verdict.allowed
+    assert "above the node cap 0.01" in (verdict.message or "")
+    assert validate(review_, policy=POLICY).allowed
+
+
 def _running(pod: dict[str, Any]) -> dict[str, Any]:
     planned = _planned(pod, _mutate(pod))
     planned["spec"]["nodeName"] = "virtual-runpod"

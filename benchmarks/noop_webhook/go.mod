@@ -1,0 +1,3 @@
+module runpod-kubelet/benchmarks/noop_webhook
+
+go 1.22

@@ -1,0 +1,36 @@
+"""`make bench`'s webhook benchmark still runs end to end and reports every path it promises.
+
+Tiny sizes: this checks the harness (TLS, the real control plane, the no-op webhooks, the plan
+check on every created pod), never the numbers, which are only meaningful from `make bench`.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from benchmarks import webhook_bench
+
+pytestmark = pytest.mark.cluster
+
+
+def test_webhook_bench_reports_every_path(capsys: pytest.CaptureFixture[str]) -> None:
+    webhook_bench.main(["--requests", "40", "--rounds", "1", "--pods", "3"])
+    out = capsys.readouterr().out
+    for row in ("floor (fixed review)", "webhook /mutate"):
+        assert row in out
+    assert "errors 0 == 0" in out
+    rows = [
+        "without webhook configurations",
+        "no-op FastAPI, by URL",
+        "no-op FastAPI, by Service",
+        "no-op answering our patch",
+        "runpod-kubelet webhook",
+    ]
+    if shutil.which("go"):
+        rows.append("no-op in Go, by URL")
+    for row in rows:
+        assert row in out, f"{row!r} missing from:\n{out}"
+    assert "target: p99 overhead" in out
+    assert "our server (ours vs the no-op answering our patch)" in out
