@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-import ipaddress
 import json
 import os
 import random
@@ -84,47 +83,35 @@ class LoadResult:
 def _write_tls(directory: Path, dns_names: tuple[str, ...] = ("localhost",)) -> bytes:
     """An ECDSA CA and a leaf for 127.0.0.1 plus `dns_names`; returns the CA PEM."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from kit.x509 import build_ca_certificate, build_leaf_certificate, new_ec_key, private_key_pem
 
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
+    ca_key, key = new_ec_key(), new_ec_key()
+    ca = build_ca_certificate(
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")]),
+        key=ca_key,
+        not_before=now,
+        not_after=now + dt.timedelta(days=1),
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    sans += [x509.DNSName(n) for n in dns_names]
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(ca_key, hashes.SHA256())
+    leaf = build_leaf_certificate(
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")]),
+        public_key=key.public_key(),
+        ca_cert=ca,
+        ca_key=ca_key,
+        not_before=now,
+        not_after=now + dt.timedelta(days=1),
+        extended_usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        dns_names=dns_names,
+        ip_addresses=["127.0.0.1"],
     )
     directory.mkdir(parents=True, exist_ok=True)
     ca_pem = ca.public_bytes(serialization.Encoding.PEM)
     (directory / "ca.crt").write_bytes(ca_pem)
     (directory / "tls.crt").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    (directory / "tls.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    (directory / "tls.key").write_bytes(private_key_pem(key))
     return ca_pem
 
 

@@ -25,11 +25,11 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kit.x509 import LEAF_KEY_USAGE, build_ca_certificate, new_ec_key, private_key_pem
+from kit.x509 import build_ca_certificate, build_leaf_certificate, new_ec_key, private_key_pem
 
 __all__ = [
     "CA_VALIDITY",
@@ -184,31 +184,19 @@ def _make_leaf(
     if not names:
         raise MaterialError("a serving certificate needs at least one DNS name")
     key = new_ec_key()
-    public = key.public_key()
     # Go ignores the CN since 1.15; it is set only so people can read the certificate, and an
     # X.509 CN holds at most 64 characters while DNS names (the SANs) may be longer.
     readable = [n for n in names if len(n) <= 64] or [names[0][:64]]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, readable[min(2, len(readable) - 1)])])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(min(now + LEAF_VALIDITY, _not_after(ca_cert)))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            LEAF_KEY_USAGE,
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    cert = build_leaf_certificate(
+        subject=subject,
+        public_key=key.public_key(),
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        not_before=now - CLOCK_SKEW,
+        not_after=min(now + LEAF_VALIDITY, _not_after(ca_cert)),
+        extended_usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        dns_names=names,
     )
     return cert.public_bytes(serialization.Encoding.PEM), private_key_pem(key)
 

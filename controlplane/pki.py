@@ -13,18 +13,17 @@ Tests use `new_ca` and `issue` too, e.g. for a webhook serving certificate whose
 from __future__ import annotations
 
 import datetime
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kit.x509 import LEAF_KEY_USAGE, build_ca_certificate, new_ec_key, private_key_pem
+from kit.x509 import build_ca_certificate, build_leaf_certificate, new_ec_key, private_key_pem
 
 __all__ = ["KeyPair", "issue", "new_ca", "new_key", "private_pem", "public_pem", "write_pair"]
 
@@ -101,30 +100,18 @@ def issue(
     usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server else []
     if client:
         usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name, organizations))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            LEAF_KEY_USAGE,
-            critical=True,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
-        )
+    cert = build_leaf_certificate(
+        subject=_name(common_name, organizations),
+        public_key=key.public_key(),
+        ca_cert=ca.cert,
+        ca_key=ca.key,
+        not_before=now - _BACKDATE,
+        not_after=now + _VALIDITY,
+        extended_usages=usages,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
     )
-    if usages:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
-    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-    if names:
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return KeyPair(cert=builder.sign(ca.key, hashes.SHA256()), key=key)
+    return KeyPair(cert=cert, key=key)
 
 
 def write_pair(pair: KeyPair, directory: Path, stem: str) -> tuple[Path, Path]:

@@ -146,54 +146,38 @@ def write_tls(directory: Path, *, name: str, ca: tuple[Any, Any] | None = None) 
     """A CA (made once, or reused) and a leaf for localhost/127.0.0.1 with CN `name`, written as
     ca.crt, tls.crt, tls.key in `directory`. Returns the CA (cert, key) for the next rotation."""
     import datetime as dt
-    import ipaddress
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives import serialization
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from kit.x509 import build_ca_certificate, build_leaf_certificate, new_ec_key, private_key_pem
 
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     if ca is None:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "webhook test CA")])
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256())
+        ca_key = new_ec_key()
+        ca_cert = build_ca_certificate(
+            subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "webhook test CA")]),
+            key=ca_key,
+            not_before=now,
+            not_after=now + dt.timedelta(days=1),
         )
         ca = (ca_cert, ca_key)
     ca_cert, ca_key = ca
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
+    key = new_ec_key()
+    leaf = build_leaf_certificate(
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]),
+        public_key=key.public_key(),
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        not_before=now,
+        not_after=now + dt.timedelta(days=1),
+        extended_usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        dns_names=["localhost"],
+        ip_addresses=["127.0.0.1"],
     )
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     (directory / "tls.crt").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    (directory / "tls.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    (directory / "tls.key").write_bytes(private_key_pem(key))
     return ca
