@@ -225,18 +225,29 @@ def _serve_floor(port: int, cert: str, key: str, answer: str | None = None) -> N
             }
         ).encode()
     )
-    # The same FastAPI settings as the webhook's (native OpenTelemetry off): same stack.
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **without_otel())
+    app = _bare_app()
 
     @app.post("/mutate")
     async def mutate(request: Request) -> Response:
         await request.body()
         return Response(fixed, media_type="application/json")
 
+    _serve_tls(app, port, cert, key)
+
+
+def _bare_app() -> FastAPI:
+    """The same FastAPI settings as the webhook's (native OpenTelemetry off), plus /healthz."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **without_otel())
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return Response("ok")
 
+    return app
+
+
+def _serve_tls(app: FastAPI, port: int, cert: str, key: str) -> None:
+    """uvicorn as the webhook runs it (uvloop and httptools when installed), until killed."""
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -247,6 +258,7 @@ def _serve_floor(port: int, cert: str, key: str, answer: str | None = None) -> N
         access_log=False,
         lifespan="off",
         server_header=False,
+        timeout_keep_alive=120,
     )
 
 
@@ -270,8 +282,7 @@ def _serve_noop(port: int, cert: str, key: str, answer: str | None = None) -> No
         else {}
     )
 
-    # The same FastAPI settings as the webhook's (native OpenTelemetry off): same stack.
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **without_otel())
+    app = _bare_app()
 
     def allow(extra: dict[str, Any]) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
@@ -291,23 +302,7 @@ def _serve_noop(port: int, cert: str, key: str, answer: str | None = None) -> No
 
     app.post("/mutate")(allow(patch))
     app.post("/validate")(allow({}))
-
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        return Response("ok")
-
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ssl_certfile=cert,
-        ssl_keyfile=key,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        server_header=False,
-        timeout_keep_alive=120,
-    )
+    _serve_tls(app, port, cert, key)
 
 
 @contextmanager
