@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -82,6 +82,14 @@ class GatewayMiddleware:
         if scope["type"] != "http" or not str(scope["path"]).startswith("/v2"):
             await self.app(scope, receive, send)
             return
+        try:
+            await self._gate(scope, receive, send)
+        except ClientDisconnect:
+            # The client went away before its body arrived (killed, timed out): nothing was
+            # done, there is no one to answer, and it is not the emulator's error to log.
+            return
+
+    async def _gate(self, scope: Scope, receive: Receive, send: Send) -> None:
         account = self.account
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         check = account.check_key(headers.get("authorization"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
 
 import httpx
 import pytest
-from sandbox_helpers import POD_BODY
+from sandbox_helpers import API_KEY, POD_BODY
 
 from sandbox.testing import RunningSandbox
 
@@ -80,3 +82,22 @@ def test_slow_logs_delay_every_event(sandbox: RunningSandbox, api: httpx.Client)
             if line.startswith("data: "):
                 break
     assert time.monotonic() - started >= 0.3
+
+
+def test_a_client_gone_mid_body_is_dropped_quietly(
+    sandbox: RunningSandbox, api: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A binder killed mid-request (what `make chaos` does) must not leave a traceback in the
+    # sandbox's log, create anything, or disturb the next request.
+    host, _, port = sandbox.base_url.removeprefix("http://").rstrip("/").partition(":")
+    head = (
+        "POST /v2/pods HTTP/1.1\r\nHost: sandbox\r\n"
+        f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port))) as half_sent:
+        half_sent.sendall(head.encode() + b'{"name": "cut-')
+        time.sleep(0.1)
+    time.sleep(0.3)
+    assert api.post("/v2/pods", json=POD_BODY).status_code == 201
+    assert sandbox.admin.state()["creates"] == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
