@@ -11,9 +11,10 @@ Rules that span both:
   may change. Updates that leave them alone (finalizers, labels, the binder's own writes) pass,
   so a pod can always be cleaned up.
 
-Does not own the wire format (`reviews`), caches or HTTP. The Job lookup and the planner are
-passed in as plain callables over in-memory data, so nothing here can block; `write_plan` is the
-pure planner, which the HTTP layer memoises (many pods of one Job ask the same question).
+Does not own the wire format (`reviews`), the watch caches or HTTP. The Job lookup and the
+planner are passed in as plain callables over in-memory data, so nothing here can block;
+`write_plan` is the pure planner, which the HTTP layer memoises (many pods of one Job ask the
+same question). The plan check of `validate` is pure too and memoised here, by its arguments.
 """
 
 from __future__ import annotations
