@@ -18,6 +18,7 @@ Encoded as `plan.runpod.io/*` annotations, one value per key so a person can rea
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Final, Literal
@@ -122,7 +123,24 @@ def plan_to_annotations(plan: Plan) -> dict[str, str]:
 
 
 def plan_from_annotations(annotations: Mapping[str, str]) -> Plan:
-    """The one parser of plan annotations. Raises PlanError naming the offending key."""
+    """The one parser of plan annotations. Raises PlanError naming the offending key.
+
+    Memoised by the plan's values: a plan never changes after admission, and the binder reads
+    it for every pod on every sync tick. `Plan` is frozen, so sharing one instance is safe."""
+    return _parse_plan(tuple(annotations.get(key) for key in PLAN_KEYS))
+
+
+def plan_ports(annotations: Mapping[str, str]) -> tuple[Port, ...]:
+    """The plan's ports; none when the pod has no valid plan."""
+    try:
+        return plan_from_annotations(annotations).ports
+    except PlanError:
+        return ()
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_plan(values: tuple[str | None, ...]) -> Plan:
+    annotations = {key: value for key, value in zip(PLAN_KEYS, values, strict=True) if value is not None}
     version = annotations.get(PLAN_VERSION)
     if version is None:
         raise PlanError(f"{PLAN_VERSION} missing: the pod has no plan (was it admitted by the webhook?)")

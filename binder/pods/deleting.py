@@ -27,7 +27,7 @@ from binder.pods.naming import owned_by_pod
 from binder.pods.state import pod_annotations
 from binder.pods.status import TERMINAL_PHASES, Observation, build_status, format_time, status_patch
 from contract.annotations import POD_ID, TERMINATED
-from contract.plan import PlanError, plan_from_annotations
+from contract.plan import plan_ports
 from runpod_api.errors import RunPodError, RunPodNotFound
 from runpod_api.models import Pod
 
@@ -101,10 +101,7 @@ async def finish_deletion(
     known = ctx.known_for(uid)
     try:
         if (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES:
-            try:
-                ports = plan_from_annotations(known.effective(pod_annotations(pod))).ports
-            except PlanError:
-                ports = ()
+            ports = plan_ports(known.effective(pod_annotations(pod)))
             observation = Observation(
                 observed_at=ctx.clock(),
                 restart_count=known.restart_count or 0,

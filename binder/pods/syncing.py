@@ -33,7 +33,7 @@ from binder.pods.status import (
     status_patch,
 )
 from contract.annotations import EXIT_CODE, POD_ID, TERMINATED
-from contract.plan import PlanError, Port, plan_from_annotations
+from contract.plan import plan_ports
 from runpod_api.errors import RunPodError, RunPodNotFound
 from runpod_api.models import Pod
 
@@ -46,7 +46,7 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
     uid: str = metadata["uid"]
     known = ctx.known_for(uid)
     annotations = known.effective(pod_annotations(pod))
-    ports = _ports(annotations)
+    ports = plan_ports(annotations)
     snapshot = ctx.snapshot
     if snapshot is None:
         return 1.0
@@ -222,10 +222,3 @@ def _restart_count(pod: Mapping[str, Any]) -> int:
     for container in (pod.get("status") or {}).get("containerStatuses") or ():
         return int(container.get("restartCount") or 0)
     return 0
-
-
-def _ports(annotations: Mapping[str, str]) -> tuple[Port, ...]:
-    try:
-        return plan_from_annotations(annotations).ports
-    except PlanError:
-        return ()
