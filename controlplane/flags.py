@@ -157,15 +157,12 @@ def apiserver_args(bin_dir: Path, files: Files, ports: Ports) -> list[str]:
 
 
 def controller_manager_args(bin_dir: Path, files: Files, ports: Ports) -> list[str]:
-    kubeconfig = files.kubeconfig("controller-manager")
     return [
-        str(bin_dir / "kube-controller-manager"),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        f"--bind-address={LOOPBACK}",
-        f"--secure-port={ports.controller_manager}",
-        "--leader-elect=false",
+        *_component_args(
+            bin_dir / "kube-controller-manager",
+            files.kubeconfig("controller-manager"),
+            ports.controller_manager,
+        ),
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={files.sa_private}",
         f"--root-ca-file={files.cert('ca')}",
@@ -173,20 +170,23 @@ def controller_manager_args(bin_dir: Path, files: Files, ports: Ports) -> list[s
         f"--cluster-signing-key-file={files.key('ca')}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         f"--cluster-name={CLUSTER_NAME}",
-        "--profiling=false",
-        "--v=1",
     ]
 
 
 def scheduler_args(bin_dir: Path, files: Files, ports: Ports) -> list[str]:
-    kubeconfig = files.kubeconfig("scheduler")
+    return _component_args(bin_dir / "kube-scheduler", files.kubeconfig("scheduler"), ports.scheduler)
+
+
+def _component_args(binary: Path, kubeconfig: Path, port: int) -> list[str]:
+    """What the scheduler and controller-manager share: one kubeconfig for the API and for
+    delegated authn/authz of their own health endpoint, loopback only, a single instance."""
     return [
-        str(bin_dir / "kube-scheduler"),
+        str(binary),
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         f"--bind-address={LOOPBACK}",
-        f"--secure-port={ports.scheduler}",
+        f"--secure-port={port}",
         "--leader-elect=false",
         "--profiling=false",
         "--v=1",

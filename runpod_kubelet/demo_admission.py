@@ -17,6 +17,7 @@ JSONPatch, and carrying a Job template's result back into the Job. No I/O.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -153,19 +154,7 @@ def _admit_pod(
     )
     _raise_if_refused(verdict)
     patched = apply_json_patch(pod, verdict.patch)
-    checked = validate(
-        AdmissionRequest(
-            uid=_CLIENT_SIDE_UID,
-            operation="CREATE",
-            namespace=namespace,
-            name=name,
-            kind="Pod",
-            sub_resource="",
-            object=patched,
-            old_object=None,
-        ),
-        policy=policy,
-    )
+    checked = validate(dataclasses.replace(request, object=patched), policy=policy)
     _raise_if_refused(checked)
     return patched, verdict.warnings
 
