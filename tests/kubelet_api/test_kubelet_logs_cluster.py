@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography import x509
+from kubelet_nodes import register_node, remove_node
 from kubernetes_asyncio.client import ApiClient
 
 from binder.kubelet_api.server import KubeletApiServer
@@ -138,29 +139,7 @@ async def node(
         task = await start(server)
         assert server.bound_port is not None
         plane = control_plane
-        await asyncio.to_thread(
-            plane.kubectl,
-            "create",
-            "-f",
-            "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}),
-        )
-        status = {
-            "status": {
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": server.bound_port}},
-            }
-        }
-        await asyncio.to_thread(
-            plane.kubectl,
-            "patch",
-            "node",
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps(status),
-        )
+        await register_node(plane, name, server.bound_port)
         try:
             yield Node(
                 name=name, port=server.bound_port, server=server, task=task, plane=plane, runpod=runpod
@@ -169,7 +148,7 @@ async def node(
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            await asyncio.to_thread(plane.kubectl, "delete", "node", name, "--wait=false", check=False)
+            await remove_node(plane, name)
 
 
 async def test_kubectl_logs_shows_the_container_output_without_the_exit_marker(

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from kubelet_nodes import register_node, remove_node
 from kubernetes_asyncio.client import ApiClient
 
 from binder.kubelet_api.server import KubeletApiServer
@@ -104,23 +105,8 @@ async def binder(
     try:
         await asyncio.wait_for(server.ready.wait(), DEADLINE)
         await asyncio.wait_for(controller.ready.wait(), DEADLINE)
-        await asyncio.to_thread(
-            control_plane.kubectl,
-            "create",
-            "-f",
-            "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}),
-        )
-        status = {
-            "status": {
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": server.bound_port}},
-            }
-        }
-        await asyncio.to_thread(
-            control_plane.kubectl,
-            *("patch", "node", node, "--subresource=status", "--type=merge", "-p", json.dumps(status)),
-        )
+        assert server.bound_port is not None
+        await register_node(control_plane, node, server.bound_port)
         yield Binder(
             node=node, plane=control_plane, sandbox=sandbox, retained=retained, cluster_id=cluster_id
         )
@@ -131,7 +117,7 @@ async def binder(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await runpod.aclose()
-        await asyncio.to_thread(control_plane.kubectl, "delete", "node", node, "--wait=false", check=False)
+        await remove_node(control_plane, node)
 
 
 def job_manifest(name: str, node: str, command: list[str]) -> dict[str, Any]:
