@@ -14,12 +14,11 @@ Rules that span both:
 Does not own the wire format (`reviews`), the watch caches or HTTP. The Job lookup and the
 planner are passed in as plain callables over in-memory data, so nothing here can block;
 `write_plan` is the pure planner, which the HTTP layer memoises (many pods of one Job ask the
-same question). The plan check of `validate` is pure too and memoised here, by its arguments.
+same question). `validate` reads the plan through `plan_from_annotations`, which is memoised.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -272,27 +271,13 @@ def _refuse_state_keys(annotations: Mapping[str, str]) -> None:
 
 
 def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> None:
-    annotations = annotations_of(pod)
     try:
-        count = count_gpus(pod.get("spec") or {}).count
-    except Denial:
-        count = -1
-    problem = _plan_problem(tuple(annotations.get(key) for key in PLAN_KEYS), count, policy)
-    if problem is not None:
-        raise Denial(problem, code=FORBIDDEN)
-
-
-# Pods of one Job carry the same plan: the verdict on (plan, GPU count, policy) is memoised,
-# which takes most of the validation's work off the pod-create path.
-@functools.lru_cache(maxsize=1024)
-def _plan_problem(plan_values: tuple[str | None, ...], gpu_count: int, policy: NodePolicy) -> str | None:
-    """Why this plan may not run on the node, or None."""
-    try:
-        plan = plan_from_annotations(
-            {key: value for key, value in zip(PLAN_KEYS, plan_values, strict=True) if value is not None}
-        )
+        plan = plan_from_annotations(annotations_of(pod))
     except PlanError as exc:
-        return f"no valid plan: {exc}; the mutating webhook writes plan.runpod.io/* (is its configuration installed?)"
+        raise Denial(
+            f"no valid plan: {exc}; the mutating webhook writes plan.runpod.io/* (is its configuration installed?)",
+            code=FORBIDDEN,
+        ) from None
     problems: list[str] = []
     cap = policy.max_gpu_price + _PRICE_SLACK
     if plan.max_gpu_price > cap:
@@ -307,15 +292,20 @@ def _plan_problem(plan_values: tuple[str | None, ...], gpu_count: int, policy: N
         problems.append(
             f"data centers {','.join(plan.datacenter_ids) or 'any'} outside the node's {','.join(allowed)}"
         )
-    if gpu_count != plan.gpu_count:
+    try:
+        count = count_gpus(pod.get("spec") or {}).count
+    except Denial:
+        count = -1
+    if count != plan.gpu_count:
         problems.append(f"gpu-count {plan.gpu_count} differs from the pod's {GPU_RESOURCE} limits")
-    if not problems:
-        return None
-    return (
-        "plan.runpod.io/* inconsistent with node policy: "
-        + "; ".join(problems)
-        + "; recreate the pod so the webhook plans it again"
-    )
+    if problems:
+        raise Denial(
+            "plan.runpod.io/* inconsistent with node policy: "
+            + "; ".join(problems)
+            + "; recreate the pod so the "
+            "webhook plans it again",
+            code=FORBIDDEN,
+        )
 
 
 def _check_frozen(old: Mapping[str, str], new: Mapping[str, str]) -> None:
