@@ -8,7 +8,11 @@ modules (`tools/control-plane/build`), started on free loopback ports with a gen
         route = cp.route_service_to_local_port("ns", "webhook", 8443)
 
 Modules: `binaries` (finding/building the binaries), `pki` (certificates), `flags` (command
-lines), `running` (processes), `routing` (a Service reaching a local port).
+lines), `processes` (child processes), `running` (the control plane), `routing` (a Service
+reaching a local port), `egress` (the apiserver's cluster network), and for a real worker
+node: `node` (containerd, kubelet, kube-proxy, CoreDNS), `node_config` (their settings),
+`node_cleanup` (taking it apart), `forwarding` (the apiserver for pods), `oci` (the pause
+image), `images` (the project's image, built from the Dockerfile).
 """
 
 from controlplane.binaries import BinariesMissing, binaries_dir

@@ -1,13 +1,13 @@
 """Where the control-plane binaries live, and building them when they are missing.
 
 `tools/control-plane/build` compiles etcd, kube-apiserver, kube-scheduler,
-kube-controller-manager and kubectl for the release pinned in `tools/control-plane/versions.env`
+kube-controller-manager, kubectl and the worker node's kubelet and kube-proxy for the release pinned in `tools/control-plane/versions.env`
 into `${RUNPOD_KUBELET_CACHE:-~/.cache/runpod-kubelet}/k8s/<K8S_VERSION>/bin`, and writes a
 `COMPLETE` stamp next to `bin/` when every binary is in place. This module reads the same pin
 and the same stamp, so a cached build is found without running the script at all (fast), and
 runs the script only when asked to build.
 
-`RUNPOD_KUBELET_CONTROL_PLANE_BIN` overrides everything: a directory holding the five binaries
+`RUNPOD_KUBELET_CONTROL_PLANE_BIN` overrides everything: a directory holding the seven binaries
 (e.g. ones downloaded by other means). This module does not start anything; see `running`.
 """
 
@@ -30,7 +30,15 @@ __all__ = [
 
 BIN_ENV: Final = "RUNPOD_KUBELET_CONTROL_PLANE_BIN"
 CACHE_ENV: Final = "RUNPOD_KUBELET_CACHE"
-COMPONENTS: Final = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "kubectl")
+COMPONENTS: Final = (
+    "etcd",
+    "kube-apiserver",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kubectl",
+    "kubelet",
+    "kube-proxy",
+)
 
 _TOOLS: Final = Path(__file__).resolve().parent.parent / "tools" / "control-plane"
 
@@ -67,7 +75,7 @@ def _cached_dir(environ: Mapping[str, str]) -> Path:
 
 
 def binaries_dir(*, build: bool = True, environ: Mapping[str, str] | None = None) -> Path:
-    """The directory holding all five binaries.
+    """The directory holding all seven binaries.
 
     Order: `$RUNPOD_KUBELET_CONTROL_PLANE_BIN` (must be complete, never built); the cache for
     the pinned version when its `COMPLETE` stamp exists; otherwise, with `build=True`, run

@@ -10,6 +10,8 @@ unix socket and implement the proxy here, so:
   (RFC 5737) that validation accepts (loopback is refused there: the CVE-2021-25737 fix) but that
   is never dialled: the proxy maps it to 127.0.0.1 on the same port;
 - 127.0.0.1/localhost targets pass through unchanged;
+- addresses of networks that live on this machine and were allowed with `allow_network` (a
+  worker node's pod bridge, see `node.py`) are dialled as they are;
 - every other destination is refused with 403, so no test traffic ever leaves this machine.
 
 The apiserver keeps doing everything else for real: service resolution through EndpointSlices
@@ -20,12 +22,13 @@ timeouts. Runs on daemon threads (one acceptor, two pumps per connection).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import threading
 from pathlib import Path
 from typing import Final
 
-__all__ = ["CLUSTER_NETWORK_IP", "EgressProxy", "egress_selector_config"]
+__all__ = ["CLUSTER_NETWORK_IP", "EgressProxy", "SpliceServer", "egress_selector_config", "pump"]
 
 CLUSTER_NETWORK_IP: Final = "198.51.100.7"
 _LOCAL: Final = frozenset({"127.0.0.1", "localhost", "::1", "[::1]", CLUSTER_NETWORK_IP})
@@ -49,21 +52,19 @@ def egress_selector_config(socket_path: Path) -> str:
     )
 
 
-class EgressProxy:
-    """Listens on a unix socket; answers `CONNECT host:port` by splicing to 127.0.0.1:port."""
+class SpliceServer:
+    """An acceptor thread plus the spliced connection pairs it opened; `close()` ends them all.
 
-    def __init__(self, socket_path: Path) -> None:
-        self.socket_path = socket_path
-        with contextlib.suppress(FileNotFoundError):
-            socket_path.unlink()
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(str(socket_path))
-        self._server.listen(128)
+    Subclasses decide, per accepted client, where it goes (`_serve`) and then call `splice`.
+    """
+
+    def __init__(self, server: socket.socket, *, name: str) -> None:
+        self._server = server
         self._server.settimeout(_ACCEPT_POLL)
         self._closed = threading.Event()
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._acceptor = threading.Thread(target=self._accept, name="egress-proxy", daemon=True)
+        self._acceptor = threading.Thread(target=self._accept, name=name, daemon=True)
         self._acceptor.start()
 
     def _accept(self) -> None:
@@ -77,20 +78,10 @@ class EgressProxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        client.settimeout(10)
-        try:
-            head = _read_head(client)
-            target = _connect_target(head)
-            if target is None:
-                client.sendall(b"HTTP/1.1 403 Forbidden\r\n\r\n")
-                client.close()
-                return
-            upstream = socket.create_connection(("127.0.0.1", target), timeout=5)
-        except OSError:
-            with contextlib.suppress(OSError):
-                client.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
-            client.close()
-            return
+        raise NotImplementedError
+
+    def splice(self, client: socket.socket, upstream: socket.socket, *, greeting: bytes = b"") -> None:
+        """Pumps bytes both ways until both sides are done, then closes both."""
         client.settimeout(None)
         upstream.settimeout(None)
         # Small writes (HTTP headers, TLS records) must not wait for Nagle + delayed ACK.
@@ -101,10 +92,11 @@ class EgressProxy:
                 upstream.close()
                 return
             self._open.update((client, upstream))
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+        if greeting:
+            client.sendall(greeting)
+        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
         back.start()
-        _pump(client, upstream)
+        pump(client, upstream)
         back.join()
         with self._lock:
             self._open.difference_update((client, upstream))
@@ -119,6 +111,44 @@ class EgressProxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
         self._acceptor.join(timeout=2)
+
+
+class EgressProxy(SpliceServer):
+    """Listens on a unix socket; answers `CONNECT host:port` by splicing to 127.0.0.1:port."""
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        server.bind(str(socket_path))
+        server.listen(128)
+        self._direct: tuple[ipaddress.IPv4Network, ...] = ()
+        super().__init__(server, name="egress-proxy")
+
+    def allow_network(self, cidr: str) -> None:
+        """Dial addresses of `cidr` directly: a network that exists on this machine only."""
+        self._direct = (*self._direct, ipaddress.IPv4Network(cidr))
+
+    def _serve(self, client: socket.socket) -> None:
+        client.settimeout(10)
+        try:
+            head = _read_head(client)
+            target = _connect_target(head, self._direct)
+            if target is None:
+                client.sendall(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+                client.close()
+                return
+            upstream = socket.create_connection(target, timeout=5)
+        except OSError:
+            with contextlib.suppress(OSError):
+                client.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+            client.close()
+            return
+        self.splice(client, upstream, greeting=b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+    def close(self) -> None:
+        super().close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
@@ -133,19 +163,28 @@ def _read_head(client: socket.socket) -> bytes:
     return data
 
 
-def _connect_target(head: bytes) -> int | None:
-    """`CONNECT 198.51.100.7:8443 HTTP/1.1` -> 8443; None for anything not on this machine."""
+def _connect_target(head: bytes, direct: tuple[ipaddress.IPv4Network, ...] = ()) -> tuple[str, int] | None:
+    """`CONNECT 198.51.100.7:8443 HTTP/1.1` -> ("127.0.0.1", 8443); an address of a `direct`
+    network as it is; None for anything not on this machine."""
     request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = request_line.split()
     if len(parts) != 3 or parts[0] != "CONNECT":
         return None
     host, _, port = parts[1].rpartition(":")
-    if host not in _LOCAL or not port.isdigit():
+    if not port.isdigit():
         return None
-    return int(port)
+    if host in _LOCAL:
+        return "127.0.0.1", int(port)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if any(address in network for network in direct):
+        return host, int(port)
+    return None
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def pump(source: socket.socket, sink: socket.socket) -> None:
     try:
         while data := source.recv(_CHUNK):
             sink.sendall(data)

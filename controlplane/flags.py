@@ -43,9 +43,11 @@ __all__ = [
 ]
 
 CLUSTER_NAME: Final = "runpod-kubelet-local"
-SERVICE_CIDR: Final = "10.0.0.0/24"
+# Service and pod addresses come from 198.18.0.0/15 (RFC 2544, reserved for benchmark tests):
+# a packet that missed a rule can never reach anybody's real network.
+SERVICE_CIDR: Final = "198.18.128.0/24"
 # First address of SERVICE_CIDR: the `kubernetes` Service's ClusterIP, a SAN of the serving cert.
-KUBERNETES_SERVICE_IP: Final = "10.0.0.1"
+KUBERNETES_SERVICE_IP: Final = "198.18.128.1"
 SERVICE_ACCOUNT_ISSUER: Final = "https://kubernetes.default.svc.cluster.local"
 FRONT_PROXY_CLIENT: Final = "front-proxy-client"
 LOOPBACK: Final = "127.0.0.1"

@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kit.x509 import build_ca_certificate, build_leaf_certificate, new_ec_key, private_key_pem
 
-__all__ = ["KeyPair", "issue", "new_ca", "new_key", "private_pem", "public_pem", "write_pair"]
+__all__ = ["KeyPair", "issue", "load_pair", "new_ca", "new_key", "private_pem", "public_pem", "write_pair"]
 
 _BACKDATE: Final = datetime.timedelta(minutes=5)
 _VALIDITY: Final = datetime.timedelta(days=365)
@@ -121,3 +121,12 @@ def write_pair(pair: KeyPair, directory: Path, stem: str) -> tuple[Path, Path]:
     key_path.touch(mode=0o600)
     key_path.write_bytes(pair.key_pem)
     return cert_path, key_path
+
+
+def load_pair(cert_file: Path, key_file: Path) -> KeyPair:
+    """Reads a pair back (e.g. the cluster CA, to sign a node's certificates)."""
+    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_file} is not an EC key")
+    return KeyPair(cert=cert, key=key)

@@ -24,18 +24,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
-import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import httpx
 import yaml
@@ -43,18 +39,23 @@ import yaml
 from controlplane import flags, pki
 from controlplane.egress import EgressProxy, egress_selector_config
 from controlplane.flags import Files, Ports
+from controlplane.processes import ChildProcess, free_port
 from controlplane.routing import ServiceRoute
 
-__all__ = ["ALL_COMPONENTS", "ControlPlane", "ControlPlaneError", "KubectlError", "PortTaken"]
+__all__ = [
+    "ALL_COMPONENTS",
+    "ControlPlane",
+    "ControlPlaneError",
+    "KubectlError",
+    "PortTaken",
+    "kubeconfig_document",
+]
 
 ALL_COMPONENTS: Final = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager")
 _START_TIMEOUT: Final = 90.0
 _START_ATTEMPTS: Final = 3
-_STOP_GRACE: Final = 10.0
 _POLL: Final = 0.1
 _KUBECTL_TIMEOUT: Final = 120.0
-_PR_SET_PDEATHSIG: Final = 1
-_LOG_TAIL: Final = 3000
 
 
 class ControlPlaneError(RuntimeError):
@@ -70,61 +71,6 @@ class KubectlError(subprocess.CalledProcessError):
 
     def __str__(self) -> str:
         return f"{super().__str__()}\nstderr: {self.stderr}"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((flags.LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: ask the kernel to SIGKILL it when the parent dies.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-class _Process:
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path) -> None:
-        self.name, self.argv, self.log_path = name, list(argv), log_path
-        self.popen: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-
-    def start(self) -> None:
-        self._log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # Only prctl runs between fork and exec; no Python-level locks are taken.
-            preexec_fn=_die_with_parent,
-        )
-
-    def exited(self) -> int | None:
-        return None if self.popen is None else self.popen.poll()
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=_STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self.popen = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-_LOG_TAIL:]
-        except OSError:
-            return ""
 
 
 class ControlPlane:
@@ -152,7 +98,7 @@ class ControlPlane:
         self._wanted = [name for name in ALL_COMPONENTS if name in components]
         self._egress: EgressProxy | None = None
         self._ports: Ports | None = None
-        self._processes: dict[str, _Process] = {}
+        self._processes: dict[str, ChildProcess] = {}
         self._routes: list[ServiceRoute] = []
         self._http: httpx.Client | None = None
 
@@ -215,7 +161,7 @@ class ControlPlane:
         for directory in (self.data_dir, self.files.pki, self.files.logs):
             directory.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, _START_ATTEMPTS + 1):
-            self._ports = Ports(*(_free_port() for _ in range(5)))
+            self._ports = Ports(*(free_port(flags.LOOPBACK) for _ in range(5)))
             self._write_pki_and_kubeconfigs()
             try:
                 self._start_all()
@@ -264,6 +210,13 @@ class ControlPlane:
             with contextlib.suppress(OSError):
                 self._egress.socket_path.parent.rmdir()
             self._egress = None
+
+    def allow_cluster_network(self, cidr: str) -> None:
+        """Lets the apiserver dial addresses of `cidr` (a worker node's pod network on this
+        machine) through the egress proxy; other destinations stay refused."""
+        if self._egress is None:
+            raise ControlPlaneError("control plane not started")
+        self._egress.allow_network(cidr)
 
     def _start_egress(self) -> None:
         """The cluster network (egress.py). Its unix socket lives in a short /tmp path: socket
@@ -353,7 +306,7 @@ class ControlPlane:
             raise ValueError(f"{name} is not a component of this control plane")
         if name in self._processes:
             raise ControlPlaneError(f"{name} is already running")
-        proc = _Process(name, self._argv(name), self.files.logs / f"{name}.log")
+        proc = ChildProcess(name, self._argv(name), self.files.logs / f"{name}.log")
         proc.start()
         self._processes[name] = proc
 
@@ -430,7 +383,7 @@ class ControlPlane:
         for file_name, (user, groups) in users.items():
             client = pki.issue(ca, common_name=user, organizations=groups, client=True)
             pki.write_pair(client, pki_dir, file_name)
-            kubeconfig = _kubeconfig(self.server, ca.cert_pem, client, user=user)
+            kubeconfig = kubeconfig_document(self.server, ca.cert_pem, client, user=user)
             path = self.files.kubeconfig(file_name)
             path.touch(mode=0o600)
             path.write_text(yaml.safe_dump(kubeconfig, sort_keys=False))
@@ -440,7 +393,8 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _kubeconfig(server: str, ca_pem: bytes, client: pki.KeyPair, *, user: str) -> dict[str, Any]:
+def kubeconfig_document(server: str, ca_pem: bytes, client: pki.KeyPair, *, user: str) -> dict[str, Any]:
+    """A kubeconfig for `user` authenticating with `client`, certificates inlined."""
     return {
         "apiVersion": "v1",
         "kind": "Config",

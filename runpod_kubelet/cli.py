@@ -18,6 +18,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "binder": ("binder.cli", "main", "controller: virtual node, catalog, execute plans on RunPod"),
     "certs": ("certs.cli", "main", "generate/rotate the webhook's TLS material and patch caBundle"),
     "sandbox": ("sandbox.cli", "main", "a local emulator of RunPod's REST v2 API"),
+    "uninstall": (
+        "runpod_kubelet.uninstall",
+        "main",
+        "helm uninstall's hooks: drain the node, remove run-time objects",
+    ),
     "demo": ("runpod_kubelet.demo", "main", "the whole system on a local control plane, narrated"),
 }
 

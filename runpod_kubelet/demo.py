@@ -1,6 +1,6 @@
 """`runpod-kubelet demo` (`make demo`): the whole system in one command, narrated.
 
-    runpod-kubelet demo [--keep] [--yes] [--kubeconfig FILE] [--live] [--job FILE] [--data-dir DIR]
+    runpod-kubelet demo [--keep] [--yes] [--kubeconfig FILE] [--live] [--chart] [--job FILE] [--data-dir DIR]
 
 Default: builds (first run only) and starts a local Kubernetes control plane, the sandbox
 RunPod, the binder and the webhook, then tells the story in `demo_story` and tears everything
@@ -10,6 +10,10 @@ down. `--keep` leaves it all running until Ctrl-C and prints the `KUBECONFIG` to
 local control plane (no Go toolchain needed): the binder runs here against that cluster; the
 webhook's decisions are made client-side with the same functions, because that apiserver cannot
 call a webhook on this machine's loopback (the demo prints this).
+
+`--chart` installs the chart instead, as an operator does (`demo_chart`): a real worker node
+joins the local control plane, the image is built from the Dockerfile, `helm install` runs it
+with the in-cluster sandbox, and the story's Job runs through the chart's own pods.
 
 `--live` (with `RUNPOD_API_KEY`) sends the binder to real RunPod after showing the price cap
 and asking for confirmation (`--yes` or `CI=true` skips it). Without `--live` the demo never
@@ -72,6 +76,7 @@ class DemoOptions:
     datacenter_ids: str
     job_timeout: float
     node_address: str | None = None
+    chart: bool = False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -94,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--live", action="store_true", help="use real RunPod (needs RUNPOD_API_KEY; costs money)"
+    )
+    parser.add_argument(
+        "--chart",
+        action="store_true",
+        help="helm install the chart onto a real local worker node (needs root) instead of host processes",
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="logs and state (default: ./.demo/<run>)")
     parser.add_argument(
@@ -137,13 +147,22 @@ def parse_options(argv: list[str], environ: Mapping[str, str]) -> DemoOptions:
     if kubeconfig is None and not args.local and environ.get("KUBECONFIG"):
         # KUBECONFIG may list several files; kubectl merges them, the first names the context.
         kubeconfig = Path(environ["KUBECONFIG"].split(os.pathsep)[0])
+    if args.chart and (kubeconfig_flag_or_env := args.kubeconfig):
+        parser.error(
+            f"--chart runs on the local control plane; install the chart on {kubeconfig_flag_or_env} with helm"
+        )
+    if args.chart and args.live:
+        parser.error(
+            "--chart uses the in-cluster sandbox; for real RunPod install the chart with runpod.apiKey"
+        )
     data_dir: Path = args.data_dir or Path.cwd() / ".demo" / time.strftime(f"%Y%m%d-%H%M%S-{os.getpid()}")
     examples: Path = args.examples
     return DemoOptions(
+        chart=args.chart,
         keep=args.keep,
         yes=args.yes,
         live=args.live,
-        kubeconfig=kubeconfig,
+        kubeconfig=None if args.chart else kubeconfig,
         data_dir=data_dir.resolve(),
         examples=examples.resolve(),
         job=(args.job or examples / "gpu-job.yaml").resolve(),
@@ -211,30 +230,44 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
 
 
 def _run(options: DemoOptions, runpod: RunPodTarget, say: Callable[[str], None]) -> int:
+    from runpod_kubelet.demo_chart import RELEASE_NAMESPACE, ChartStack
     from runpod_kubelet.demo_stack import Stack, StackOptions
     from runpod_kubelet.demo_story import Story, count_runpod_pods
 
     mode = (
         f"existing cluster ({options.kubeconfig}; --local for a local control plane instead)"
         if options.kubeconfig
+        else "the chart, helm-installed on a local control plane with a real worker node"
+        if options.chart
         else "a local control plane"
     )
     say(f"runpod-kubelet demo on {mode}, RunPod: {'LIVE' if runpod.live else 'the sandbox emulator'}")
     say(f"logs and state: {options.data_dir}")
-    stack = Stack(
-        options=StackOptions(
+    system_namespace = RELEASE_NAMESPACE if options.chart else SYSTEM_NAMESPACE
+    stack: Stack | ChartStack = (
+        ChartStack(
             data_dir=options.data_dir,
-            external_kubeconfig=options.kubeconfig,
             runpod=runpod,
-            node_name=options.node_name,
-            system_namespace=SYSTEM_NAMESPACE,
             demo_namespace=DEMO_NAMESPACE,
+            say=say,
             max_gpu_price=options.max_gpu_price,
-            gpu_budget=options.gpu_budget,
-            datacenter_ids=options.datacenter_ids,
-            node_address=options.node_address,
-        ),
-        say=say,
+        )
+        if options.chart
+        else Stack(
+            options=StackOptions(
+                data_dir=options.data_dir,
+                external_kubeconfig=options.kubeconfig,
+                runpod=runpod,
+                node_name=options.node_name,
+                system_namespace=SYSTEM_NAMESPACE,
+                demo_namespace=DEMO_NAMESPACE,
+                max_gpu_price=options.max_gpu_price,
+                gpu_budget=options.gpu_budget,
+                datacenter_ids=options.datacenter_ids,
+                node_address=options.node_address,
+            ),
+            say=say,
+        )
     )
     atexit.register(stack.close)
     if _main_thread():
@@ -258,7 +291,7 @@ def _run(options: DemoOptions, runpod: RunPodTarget, say: Callable[[str], None])
             kube=kube,
             say=say,
             namespace=DEMO_NAMESPACE,
-            system_namespace=SYSTEM_NAMESPACE,
+            system_namespace=system_namespace,
             node_name=options.node_name,
             policy=NodePolicy(
                 node_name=options.node_name,
@@ -285,6 +318,12 @@ def _run(options: DemoOptions, runpod: RunPodTarget, say: Callable[[str], None])
             f"{result.runpod_pods_left} RunPod pods left"
         )
         code = EXIT_OK if ok else EXIT_STORY_FAILED
+        if options.chart:
+            say("")
+            say(f"$ kubectl get pods -n {RELEASE_NAMESPACE} -o wide   # the chart, on the real node")
+            say(kube.run("get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide").stdout.rstrip())
+            say(f"$ kubectl get pods -n {DEMO_NAMESPACE} -o wide   # the Job, on {options.node_name}")
+            say(kube.run("get", "pods", "-n", DEMO_NAMESPACE, "-o", "wide").stdout.rstrip())
         _print_next_steps(options, stack.kube, say)
         if options.keep:
             say("everything keeps running; press Ctrl-C to stop it")

@@ -44,7 +44,7 @@ from runpod_kubelet.demo_render import DemoError, RunPodTarget
 if TYPE_CHECKING:
     from controlplane import ControlPlane
 
-__all__ = ["Child", "Kube", "Stack", "StackOptions", "find_kubectl", "free_port", "wait_until"]
+__all__ = ["Child", "Kube", "Stack", "StackOptions", "find_kubectl", "free_port", "undo_all", "wait_until"]
 
 WEBHOOK_SERVICE: Final = "runpod-kubelet-webhook"
 WEBHOOK_CONFIG_NAME: Final = "runpod-kubelet-demo"
@@ -70,6 +70,16 @@ def wait_until(what: str, probe: Callable[[], Any], *, timeout: float, interval:
         if time.monotonic() > deadline:
             raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
+
+
+def undo_all(steps: list[tuple[str, Callable[[], None]]], say: Callable[[str], None]) -> None:
+    """Runs and removes `steps` newest first; a step's failure is said, and the rest still run."""
+    while steps:
+        what, undo = steps.pop()
+        try:
+            undo()
+        except Exception as exc:  # keep undoing the rest; say what was left behind
+            say(f"could not remove {what}: {exc}")
 
 
 def _die_with_parent() -> None:
@@ -491,12 +501,7 @@ class Stack:
         if self._closed:
             return
         self._closed = True
-        while self._undo:
-            what, undo = self._undo.pop()
-            try:
-                undo()
-            except Exception as exc:  # keep undoing the rest; say what was left behind
-                self.say(f"could not remove {what}: {exc}")
+        undo_all(self._undo, self.say)
 
     def _deleter(self, kind: str, name: str) -> Callable[[], None]:
         return lambda: self._delete(kind, name)

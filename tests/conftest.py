@@ -9,6 +9,12 @@
 - `namespace` (function): a new namespace whose `default` ServiceAccount exists (pods can be
   created at once); deleted after the test without waiting.
 - `kube_api` (function, async): a `kubernetes_asyncio` ApiClient for the admin kubeconfig.
+- `worker_node` (session): a real worker node (`controlplane.WorkerNode`: containerd, kubelet,
+  kube-proxy, CoreDNS) joined to `control_plane`, started by the first test that asks for it.
+  Tests that use it run after every other test (collection order), so the rest of the suite
+  sees the node-less cluster it was written for. Marked `node` automatically.
+- `chart_image` (session): the project's image built from the Dockerfile (`tools/image/build`)
+  and imported into the worker node; its reference.
 
 Binaries are never built from here (a first build takes far longer than a test timeout): run
 `make control-plane` (part of `make test`). Component logs live in the data directory, which
@@ -30,6 +36,8 @@ import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from controlplane import BinariesMissing, ControlPlane, binaries_dir
+from controlplane.images import built_image
+from controlplane.node import WorkerNode, node_binaries_dir
 from kit.kube import load_api_client
 
 _PLANE = pytest.StashKey["ControlPlane"]()
@@ -38,10 +46,18 @@ _KEPT = pytest.StashKey[Path]()
 _SA_TIMEOUT = 30.0
 
 
+def _uses_node(item: pytest.Item) -> bool:
+    return "worker_node" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "control_plane" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.cluster)
+        if _uses_node(item):
+            item.add_marker(pytest.mark.node)
+    # Stable: node tests keep their own order, after everything else.
+    items.sort(key=_uses_node)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -116,3 +132,22 @@ async def kube_api(control_plane: ControlPlane) -> AsyncIterator[ApiClient]:
         yield api
     finally:
         await api.close()
+
+
+@pytest.fixture(scope="session")
+def worker_node(control_plane: ControlPlane) -> Iterator[WorkerNode]:
+    node = WorkerNode(
+        control_plane, node_bin_dir=node_binaries_dir(), data_dir=control_plane.data_dir / "node"
+    )
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def chart_image(worker_node: WorkerNode) -> str:
+    image = built_image()
+    worker_node.import_image(image.archive)
+    return image.reference

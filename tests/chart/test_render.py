@@ -53,6 +53,11 @@ VALUE_MATRIX: dict[str, tuple[str, ...]] = {
         "image.tag=1.2.3",
         "priorityClassName=system-cluster-critical",
     ),
+    "sandbox": (
+        "sandbox.enabled=true",
+        'sandbox.scenario={"timings":{"provisioningS":0.1}}',
+        "sandbox.seed=3",
+    ),
 }
 
 
@@ -219,11 +224,12 @@ def test_no_role_can_write_secrets_cluster_wide(render: Render) -> None:
             assert "*" not in rule["resources"] and "*" not in rule.get("apiGroups", [])
             if "secrets" in rule["resources"]:
                 assert not WRITE_VERBS & set(rule["verbs"]), (role["metadata"]["name"], rule)
-    # Secret writes exist only for the cert tool, namespaced to the release namespace.
+    # Secret writes exist only for the cert tool (and the uninstall hook deleting the cert tool's
+    # Secret by name), namespaced to the release namespace.
     for role in (d for d in docs if d["kind"] == "Role"):
         for rule in role["rules"]:
             if "secrets" in rule["resources"] and WRITE_VERBS & set(rule["verbs"]):
-                assert role["metadata"]["name"].endswith(("-certs", "-certs-hook"))
+                assert role["metadata"]["name"].endswith(("-certs", "-certs-hook", "-uninstall"))
                 assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
 
 
@@ -235,10 +241,11 @@ def test_the_binder_reads_secrets_and_configmaps_by_get_only(render: Render) -> 
 
 
 def test_pods_run_non_root_on_a_read_only_root_with_requests_and_the_downward_api(render: Render) -> None:
-    docs = render("runpod.apiKey=x")
+    docs = render("runpod.apiKey=x", "sandbox.enabled=true")
     specs = pod_specs(docs)
 
-    assert len(specs) == 5  # binder, webhook, two hook Jobs, renewal CronJob
+    # binder, webhook, sandbox, two cert hook Jobs, renewal CronJob, two uninstall hook Jobs
+    assert len(specs) == 8
     for name, spec in specs.items():
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         for container in spec["containers"]:
@@ -301,7 +308,11 @@ def test_the_cert_hooks_and_the_webhook_agree_on_secret_service_and_configuratio
 
     # Only the serving pair reaches the webhook pods; the CA key stays in the Secret.
     assert [i["key"] for i in tls_volume["secret"]["items"]] == ["tls.crt", "tls.key"]
-    jobs = [d for d in docs if d["kind"] == "Job"]
+    jobs = [
+        d
+        for d in docs
+        if d["kind"] == "Job" and d["metadata"]["labels"]["app.kubernetes.io/component"] == "certs"
+    ]
     phases = {job["metadata"]["annotations"]["helm.sh/hook"] for job in jobs}
     assert phases == {"pre-install,pre-upgrade", "post-install,post-upgrade"}
     for job in jobs:
@@ -366,3 +377,49 @@ def test_the_chart_installs_exactly_the_webhooks_own_canonical_configurations(
     assert [c["webhooks"] for c in chart] == [
         c["webhooks"] for c in sorted(canonical, key=lambda d: d["kind"])
     ]
+
+
+def test_the_sandbox_option_runs_the_emulator_and_points_the_binder_at_it(render: Render) -> None:
+    docs = render("sandbox.enabled=true", 'sandbox.scenario={"timings":{"provisioningS":0.1}}')
+    sandbox = find(docs, "Deployment", "-sandbox")
+    container = sandbox["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:2] == ["sandbox", "--host=0.0.0.0"]
+    assert "--scenario=/etc/sandbox/scenario.json" in container["args"]
+    service = find(docs, "Service", "-sandbox")
+    assert service["spec"]["ports"][0]["port"] == 8089
+    scenario = find(docs, "ConfigMap", "-sandbox")
+    assert yaml.safe_load(scenario["data"]["scenario.json"]) == {"timings": {"provisioningS": 0.1}}
+    binder_env = env_of(find(docs, "Deployment", "-binder")["spec"]["template"]["spec"]["containers"][0])
+    assert binder_env["RUNPOD_BASE_URL"] == f"http://rk-runpod-kubelet-sandbox.{RELEASE_NAMESPACE}.svc:8089"
+    # Binder and emulator read the same key from the chart's Secret: "sandbox" when none is set.
+    secret = find(docs, "Secret", "-runpod")
+    assert secret["stringData"] == {"RUNPOD_API_KEY": "sandbox"}
+    assert env_of(container)["RUNPOD_API_KEY"] == binder_env["RUNPOD_API_KEY"]
+
+
+def test_without_the_sandbox_option_nothing_of_it_is_rendered_and_runpod_is_real(render: Render) -> None:
+    docs = render("runpod.apiKey=x")
+    assert [d for d in docs if d["metadata"]["name"].endswith("-sandbox")] == []
+    binder_env = env_of(find(docs, "Deployment", "-binder")["spec"]["template"]["spec"]["containers"][0])
+    assert binder_env["RUNPOD_BASE_URL"] == "https://api.runpod.io"
+
+
+def test_uninstall_hooks_drain_the_node_before_and_remove_run_time_objects_after(render: Render) -> None:
+    docs = render("runpod.apiKey=x", "kubelet.namespace=kube-system")
+    drain, remove = find(docs, "Job", "-uninstall-drain"), find(docs, "Job", "-uninstall-remove")
+    assert drain["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    assert remove["metadata"]["annotations"]["helm.sh/hook"] == "post-delete"
+    drain_args = drain["spec"]["template"]["spec"]["containers"][0]["args"]
+    remove_args = remove["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert drain_args[:2] == ["uninstall", "drain"]
+    assert remove_args[:2] == ["uninstall", "remove"]
+    assert f"--secret-namespace={RELEASE_NAMESPACE}" in remove_args
+    assert "--namespace=kube-system" in remove_args
+    # Namespaced deletes by name only: the TLS Secret in the release namespace, the catalog in
+    # the work namespace; nothing else, and no list or write of Secrets anywhere.
+    roles = {(r["metadata"]["namespace"], rule["resources"][0], tuple(rule["resourceNames"])) for r in docs
+             if r["kind"] == "Role" and r["metadata"]["name"].endswith("-uninstall") for rule in r["rules"]}  # fmt: skip
+    assert roles == {
+        (RELEASE_NAMESPACE, "secrets", ("rk-runpod-kubelet-webhook-tls",)),
+        ("kube-system", "configmaps", ("runpod-catalog",)),
+    }

@@ -43,10 +43,10 @@ def test_binaries_override_must_hold_every_component(tmp_path: Path) -> None:
     for name in COMPONENTS[:-1]:
         (tmp_path / name).write_text("#!/bin/sh\n")
         (tmp_path / name).chmod(0o755)
-    with pytest.raises(BinariesMissing, match="kubectl"):
+    with pytest.raises(BinariesMissing, match=COMPONENTS[-1]):
         binaries_dir(build=False, environ={BIN_ENV: str(tmp_path)})
-    (tmp_path / "kubectl").write_text("#!/bin/sh\n")
-    (tmp_path / "kubectl").chmod(0o755)
+    (tmp_path / COMPONENTS[-1]).write_text("#!/bin/sh\n")
+    (tmp_path / COMPONENTS[-1]).chmod(0o755)
     assert binaries_dir(build=False, environ={BIN_ENV: str(tmp_path)}) == tmp_path
 
 

@@ -29,6 +29,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "runpod-kubelet.binderName" -}}{{ include "runpod-kubelet.fullname" . }}-binder{{- end -}}
 {{- define "runpod-kubelet.webhookName" -}}{{ include "runpod-kubelet.fullname" . }}-webhook{{- end -}}
+{{- define "runpod-kubelet.sandboxName" -}}{{ include "runpod-kubelet.fullname" . }}-sandbox{{- end -}}
 {{- define "runpod-kubelet.certsName" -}}{{ include "runpod-kubelet.fullname" . }}-certs{{- end -}}
 
 {{- define "runpod-kubelet.certsSecret" -}}
@@ -37,6 +38,24 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "runpod-kubelet.apiKeySecret" -}}
 {{- .Values.runpod.existingSecret | default (printf "%s-runpod" (include "runpod-kubelet.fullname" .)) -}}
+{{- end -}}
+
+{{/* The RunPod API the binder talks to: the in-cluster sandbox when it is enabled. */}}
+{{- define "runpod-kubelet.runpodBaseUrl" -}}
+{{- if .Values.sandbox.enabled -}}
+{{- printf "http://%s.%s.svc:%v" (include "runpod-kubelet.sandboxName" .) .Release.Namespace .Values.sandbox.port -}}
+{{- else -}}
+{{- .Values.runpod.baseUrl -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The key the chart's Secret holds: runpod.apiKey, or a fixed one for the sandbox. */}}
+{{- define "runpod-kubelet.apiKey" -}}
+{{- if .Values.runpod.apiKey -}}
+{{- .Values.runpod.apiKey -}}
+{{- else if .Values.sandbox.enabled -}}
+sandbox
+{{- end -}}
 {{- end -}}
 
 {{- define "runpod-kubelet.image" -}}
