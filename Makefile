@@ -36,6 +36,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	actionlint="$$(tools/actionlint/build)" && "$$actionlint"
 
 test: $(STAMP)
 	@tools/control-plane/build >/dev/null
