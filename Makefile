@@ -44,6 +44,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	actionlint="$$(tools/actionlint/build)" && "$$actionlint"
 
 test: $(STAMP) node-packages
 	@tools/control-plane/build >/dev/null
