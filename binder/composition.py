@@ -27,11 +27,13 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from binder.catalog_publisher import CatalogPublisher
 from binder.election import LeaderElector, LeadershipLost, leader_lease_name
 from binder.health import HealthState, Role, start_health_server
+from binder.kubelet_api.app import NodeView
 from binder.kubelet_api.server import serve_kubelet_api
 from binder.leasing import NodeLeaseLoop
 from binder.node import NodeStatusLoop
@@ -136,8 +138,14 @@ def _pod_tasks(
         request_catalog_refresh=request_catalog_refresh,
     )
 
+    view = NodeView(
+        pods=lambda: controller.reflector.items.values(),
+        usage=lambda: controller.ctx.usage,
+        started_at=datetime.now(UTC),
+    )
+
     async def kubelet_api() -> None:
-        await serve_kubelet_api(api=api, runpod=runpod, settings=settings, retained_logs=retained)
+        await serve_kubelet_api(api=api, runpod=runpod, settings=settings, retained_logs=retained, view=view)
 
     return {"pod-controller": controller.run, "kubelet-api": kubelet_api}
 

@@ -114,15 +114,24 @@ class SpliceServer:
 
 
 class EgressProxy(SpliceServer):
-    """Listens on a unix socket; answers `CONNECT host:port` by splicing to 127.0.0.1:port."""
+    """Answers `CONNECT host:port` by splicing to 127.0.0.1:port (or a `direct` network).
 
-    def __init__(self, socket_path: Path) -> None:
+    Listens on a unix socket (`socket_path`: the apiserver's egress selector) or, with
+    `socket_path=None`, on a free loopback TCP port (`url`: an `HTTPS_PROXY` for cluster
+    components run as host processes, such as metrics-server, to reach node addresses).
+    """
+
+    def __init__(self, socket_path: Path | None) -> None:
         self.socket_path = socket_path
-        with contextlib.suppress(FileNotFoundError):
-            socket_path.unlink()
-        server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        server.bind(str(socket_path))
-        server.listen(128)
+        if socket_path is None:
+            server = socket.create_server(("127.0.0.1", 0))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                socket_path.unlink()
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(str(socket_path))
+            server.listen(128)
+        self.url = f"http://127.0.0.1:{server.getsockname()[1]}" if socket_path is None else ""
         self._direct: tuple[ipaddress.IPv4Network, ...] = ()
         super().__init__(server, name="egress-proxy")
 
@@ -149,8 +158,9 @@ class EgressProxy(SpliceServer):
 
     def close(self) -> None:
         super().close()
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+        if self.socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
 
 
 def _read_head(client: socket.socket) -> bytes:

@@ -97,6 +97,8 @@ class ControlPlane:
         self.files = Files(self.data_dir)
         self._wanted = [name for name in ALL_COMPONENTS if name in components]
         self._egress: EgressProxy | None = None
+        self._egress_tcp: EgressProxy | None = None
+        self._cluster_networks: list[str] = []
         self._ports: Ports | None = None
         self._processes: dict[str, ChildProcess] = {}
         self._routes: list[ServiceRoute] = []
@@ -205,10 +207,14 @@ class ControlPlane:
             self._http = None
         for name in reversed(list(self._processes)):
             self._processes.pop(name).stop()
+        if self._egress_tcp is not None:
+            self._egress_tcp.close()
+            self._egress_tcp = None
         if self._egress is not None:
             self._egress.close()
-            with contextlib.suppress(OSError):
-                self._egress.socket_path.parent.rmdir()
+            if self._egress.socket_path is not None:
+                with contextlib.suppress(OSError):
+                    self._egress.socket_path.parent.rmdir()
             self._egress = None
 
     def allow_cluster_network(self, cidr: str) -> None:
@@ -216,15 +222,29 @@ class ControlPlane:
         machine) through the egress proxy; other destinations stay refused."""
         if self._egress is None:
             raise ControlPlaneError("control plane not started")
-        self._egress.allow_network(cidr)
+        self._cluster_networks.append(cidr)
+        for proxy in (self._egress, self._egress_tcp):
+            if proxy is not None:
+                proxy.allow_network(cidr)
+
+    def cluster_network_proxy(self) -> str:
+        """An `HTTPS_PROXY` URL into the cluster network, the apiserver's own egress: for cluster
+        components run as host processes (metrics-server) that dial node addresses."""
+        if self._egress_tcp is None:
+            self._egress_tcp = EgressProxy(None)
+            for cidr in self._cluster_networks:
+                self._egress_tcp.allow_network(cidr)
+        return self._egress_tcp.url
 
     def _start_egress(self) -> None:
         """The cluster network (egress.py). Its unix socket lives in a short /tmp path: socket
         paths are limited to ~100 bytes and data dirs under pytest's tmp are longer."""
         if self._egress is None:
-            socket_dir = Path(tempfile.mkdtemp(prefix="rpvk-egress-"))
-            self._egress = EgressProxy(socket_dir / "egress.sock")
-        self.files.egress_config.write_text(egress_selector_config(self._egress.socket_path))
+            socket_path = Path(tempfile.mkdtemp(prefix="rpvk-egress-")) / "egress.sock"
+            self._egress = EgressProxy(socket_path)
+        else:
+            socket_path = self._egress.socket_path or Path()
+        self.files.egress_config.write_text(egress_selector_config(socket_path))
 
     def __enter__(self) -> ControlPlane:
         return self.start()

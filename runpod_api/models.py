@@ -23,12 +23,14 @@ __all__ = [
     "CreateGpuConfig",
     "CreatePodRequest",
     "GpuConfig",
+    "GpuUtilization",
     "LogEvent",
     "Pod",
     "PodRuntime",
     "PodSsh",
     "PodSshEndpoint",
     "RuntimePort",
+    "Utilization",
 ]
 
 KNOWN_STATUSES = ("PROVISIONING", "STARTING", "RUNNING", "EXITED", "ERROR", "TERMINATED")
@@ -55,9 +57,33 @@ class RuntimePort(_Read):
     ip: str | None = None
 
 
+class Utilization(_Read):
+    """A percentage, 0-100, of what the pod has (its vCPUs, its RAM)."""
+
+    util: float | None = None
+
+
+class GpuUtilization(_Read):
+    util: float | None = None
+    memory_util: float | None = Field(default=None, alias="memoryUtil")
+
+
 class PodRuntime(_Read):
     uptime: int | None = None
     ports: list[RuntimePort] = Field(default_factory=list)
+    cpu: Utilization | None = None
+    memory: Utilization | None = None
+    gpus: list[GpuUtilization] = Field(default_factory=list)
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _utilization(cls, value: Any) -> Any:
+        return value if isinstance(value, dict) else None
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, value: Any) -> Any:
+        return [g for g in value if isinstance(g, dict)] if isinstance(value, list) else []
 
     @field_validator("ports", mode="before")
     @classmethod

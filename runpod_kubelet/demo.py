@@ -308,6 +308,7 @@ def _run(options: DemoOptions, runpod: RunPodTarget, say: Callable[[str], None])
             ),
             check_alive=stack.check_alive,
             job_timeout=options.job_timeout,
+            placement_namespaces=(RELEASE_NAMESPACE,) if options.chart else (),
         )
         stack.defer("the demo Job and its RunPod pods", lambda: _remove_job(story, say))
         result = story.run()
@@ -318,12 +319,6 @@ def _run(options: DemoOptions, runpod: RunPodTarget, say: Callable[[str], None])
             f"{result.runpod_pods_left} RunPod pods left"
         )
         code = EXIT_OK if ok else EXIT_STORY_FAILED
-        if options.chart:
-            say("")
-            say(f"$ kubectl get pods -n {RELEASE_NAMESPACE} -o wide   # the chart, on the real node")
-            say(kube.run("get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide").stdout.rstrip())
-            say(f"$ kubectl get pods -n {DEMO_NAMESPACE} -o wide   # the Job, on {options.node_name}")
-            say(kube.run("get", "pods", "-n", DEMO_NAMESPACE, "-o", "wide").stdout.rstrip())
         _print_next_steps(options, stack.kube, say)
         if options.keep:
             say("everything keeps running; press Ctrl-C to stop it")

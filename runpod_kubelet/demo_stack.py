@@ -269,6 +269,7 @@ class Stack:
         self._start_binder()
         if self.local:
             self._start_webhook()
+            self._start_metrics_server()
 
     def _start_cluster(self) -> Kube:
         if self.options.external_kubeconfig is not None:
@@ -374,7 +375,12 @@ class Stack:
         elif opts.runpod.base_url:
             args.append(f"--runpod-base-url={opts.runpod.base_url}")
         if self.local:
+            from controlplane.egress import CLUSTER_NETWORK_IP
+
             args.append(f"--kubelet-client-ca-file={self._local_plane().kubelet_client_ca_file}")
+            # The cluster network's address: the apiserver proxies to it (never to loopback),
+            # metrics-server scrapes it, both through the control plane's egress.
+            args.append(f"--node-address={CLUSTER_NETWORK_IP}")
         else:
             args += self._external_kubelet_args()
         child = self._spawn("binder", args, self._child_env(RUNPOD_API_KEY=opts.runpod.api_key))
@@ -420,6 +426,18 @@ class Stack:
             path.write_bytes(ca)
             args.append(f"--kubelet-client-ca-file={path}")
         return args
+
+    def _start_metrics_server(self) -> None:
+        """The real metrics-server, so `kubectl top` works on a kept demo (built on first use)."""
+        from controlplane.metrics import MetricsServer, metrics_server_binary
+
+        binary = metrics_server_binary()
+        server = MetricsServer(
+            self._local_plane(), binary=binary, data_dir=self.options.data_dir / "metrics-server"
+        )
+        self._undo.append(("metrics-server", server.stop))
+        server.start()
+        self.say("metrics-server serving the metrics API (kubectl top)")
 
     def _start_webhook(self) -> None:
         from certs.material import Action, Renewal, issue, service_dns_names, trust_bundle

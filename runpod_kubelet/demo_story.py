@@ -87,8 +87,11 @@ class Story:
         count_runpod: Callable[[], int],
         check_alive: Callable[[], None],
         job_timeout: float,
+        placement_namespaces: tuple[str, ...] = (),
     ) -> None:
         self.kube, self.say = kube, say
+        # Namespaces whose pods are shown with their nodes before cleanup (`demo --chart`).
+        self.placement_namespaces = placement_namespaces
         self.namespace, self.system_namespace, self.node_name = namespace, system_namespace, node_name
         self.policy = policy
         self.examples, self.job_file = examples, job_file
@@ -121,8 +124,16 @@ class Story:
         pod = self.phases(pod_name)
         self.logs(pod_name)
         exit_code, outcome = self.exit_code(pod)
+        if self.placement_namespaces:
+            self.placement()
         left = self.cleanup()
         return StoryResult(exit_code=exit_code, job_outcome=outcome, runpod_pods_left=left)
+
+    def placement(self) -> None:
+        self.title("Where it all ran: the chart's pods on the real node, the Job's on the virtual one")
+        for namespace in (*self.placement_namespaces, self.namespace):
+            self.show(f"$ kubectl get pods -n {namespace} -o wide")
+            self.show(self.kube.run("get", "pods", "-n", namespace, "-o", "wide").stdout)
 
     def node(self) -> None:
         self.title("The virtual node, as `kubectl get nodes` shows it")

@@ -16,6 +16,8 @@ i.e. for as long as it holds GPUs; `billed_usd` + the open segment is what it ha
 
 from __future__ import annotations
 
+import math
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -133,11 +135,24 @@ def _runtime(pod: PodRecord, now: float) -> dict[str, Any]:
     uptime = int(now - pod.container_started_at) if pod.container_started_at is not None else 0
     return {
         "uptime": max(uptime, 0),
-        "gpus": [{"util": 0, "memoryUtil": 1} for _ in range(pod.gpu_count)],
-        "cpu": {"util": 3},
-        "memory": {"util": 7},
+        "gpus": [
+            {
+                "util": _wave(pod.id, now, index, low=40, high=98),
+                "memoryUtil": _wave(pod.id, now, index + 8, low=30, high=85),
+            }
+            for index in range(pod.gpu_count)
+        ],
+        "cpu": {"util": _wave(pod.id, now, 16, low=5, high=70)},
+        "memory": {"util": _wave(pod.id, now, 17, low=10, high=60)},
         "ports": ports,
     }
+
+
+def _wave(pod_id: str, now: float, channel: int, *, low: int, high: int) -> int:
+    """A plausible, changing utilisation: a slow wave per pod and metric, whole percent as
+    RunPod reports it; the same pod, metric and time always give the same value."""
+    phase = (zlib.crc32(f"{pod_id}/{channel}".encode()) % 1000) / 1000 * 2 * math.pi
+    return round(low + (high - low) * (0.5 + 0.5 * math.sin(now / 20 + phase)))
 
 
 def render_pod(pod: PodRecord, now: float, *, runtime_empty_object: bool = False) -> dict[str, Any]:

@@ -5,9 +5,12 @@ Routes (as the kubelet's, `node/api/server.go` in Virtual Kubelet):
   `text/plain`, streamed (`streaming`), for the pod bound to this node (`targets`). When the
   RunPod pod is gone (terminated after the pod finished), the lines the completion reader
   retained (`binder.retained_logs`) answer instead, shaped alike; a follow then ends with them.
-- Everything the kubelet also serves (`exec`, `attach`, `portForward`, `run`, `stats`,
-  `metrics`, `pods`, `runningpods`, `logs`, `checkpoint`, `configz`, `debug`): 501 with a
-  message saying what a RunPod node does not do.
+- `GET /pods`, `/runningpods/`, `/stats/summary`, `/metrics/resource`: the node's pods and
+  their resource usage (`node_stats`, pure), from the pod controller's watch cache and usage
+  ledger (`NodeView`): no RunPod call of their own.
+- Everything else the kubelet also serves (`exec`, `attach`, `portForward`, `run`, other
+  `stats` and `metrics` paths, `logs`, `checkpoint`, `configz`, `debug`): 501 with a message
+  saying what a RunPod node does not do.
 - Anything else: 404.
 
 Every request is authenticated and authorised first (`auth`), as the kubelet does: no client
@@ -18,13 +21,15 @@ the apiserver shows to kubectl users (a 400's body is the message of `kubectl lo
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from binder.kubelet_api import node_stats
 from binder.kubelet_api.auth import AuthError, Identity, KubeAuth, access_checks, forbidden_message
 from binder.kubelet_api.auth import identity_from_certificate as _identity_from_certificate
 from binder.kubelet_api.options import LogOptions, LogRequestError, parse_log_options, plan_upstream
@@ -39,10 +44,11 @@ from binder.kubelet_api.streaming import (
     describe_upstream_failure,
 )
 from binder.kubelet_api.targets import LogTarget, check_ownership, gone_error, resolve_target
+from binder.pods.usage import UsageLedger
 from binder.retained_logs import RetainedLogs
 from runpod_api.errors import RunPodError, RunPodNotFound
 
-__all__ = ["KubeletApi", "PodReader", "RunPodLogs", "build_app"]
+__all__ = ["KubeletApi", "NodeView", "PodReader", "RunPodLogs", "build_app"]
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +58,8 @@ UNSUPPORTED: Final[Mapping[str, str]] = {
     "attach": "kubectl attach is not supported on a RunPod node",
     "portForward": "kubectl port-forward is not supported on a RunPod node (use the pod's public ports)",
     "run": "running commands is not supported on a RunPod node",
-    "stats": "stats are not available on a RunPod node",
-    "metrics": "metrics are not available on a RunPod node",
-    "pods": "the pod list is not served by a RunPod node",
-    "runningpods": "the running-pod list is not served by a RunPod node",
+    "stats": "of the stats endpoints a RunPod node serves only /stats/summary",
+    "metrics": "of the metrics endpoints a RunPod node serves only /metrics/resource",
     "logs": "node logs are not available on a RunPod node",
     "checkpoint": "checkpoints are not supported on a RunPod node",
     "configz": "configz is not served by a RunPod node",
@@ -68,6 +72,18 @@ class RunPodLogs(LogSource, Protocol):
     """What the kubelet API needs of `runpod_api.client.RunPodClient`."""
 
     async def get_pod(self, pod_id: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """The node as the pod controller last saw it: latest-value cells it owns, read here."""
+
+    pods: Callable[[], Iterable[Mapping[str, Any]]]
+    usage: Callable[[], UsageLedger]
+    started_at: datetime
+
+
+EMPTY_VIEW: Final = NodeView(pods=lambda: (), usage=UsageLedger.empty, started_at=datetime.now(UTC))
 
 
 # Reads one pod as a raw dict (None when it does not exist).
@@ -92,9 +108,12 @@ class KubeletApi:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timings: StreamTimings = DEFAULT_TIMINGS,
         retained: RetainedLogs | None = None,
+        view: NodeView = EMPTY_VIEW,
     ) -> None:
-        """`retained`: the lines kept of finished pods (None: a finished pod's logs are gone)."""
+        """`retained`: the lines kept of finished pods (None: a finished pod's logs are gone);
+        `view`: the node's pods and their usage (empty: the read endpoints list nothing)."""
         self._node = node_name
+        self._view = view
         self._retained = retained
         self._auth = auth
         self._peers = peers
@@ -201,6 +220,38 @@ class KubeletApi:
         body = render_retained([Shown(ts=line.ts, text=line.text) for line in lines], options=options)
         return Response(content=body, media_type=_TEXT, headers={"Cache-Control": "no-cache"})
 
+    async def pods(self, request: Request) -> Response:
+        return await self._json(request, lambda: node_stats.pod_list(self._view.pods()))
+
+    async def running_pods(self, request: Request) -> Response:
+        return await self._json(
+            request, lambda: node_stats.running_pods(self._view.pods(), self._view.usage())
+        )
+
+    async def stats_summary(self, request: Request) -> Response:
+        return await self._json(
+            request,
+            lambda: node_stats.summary(
+                node_name=self._node,
+                node_started=self._view.started_at,
+                usage=self._view.usage(),
+                now=self._clock(),
+            ),
+        )
+
+    async def resource_metrics(self, request: Request) -> Response:
+        denied = await self.guard(request)
+        if denied is not None:
+            return denied
+        body = node_stats.resource_metrics(self._view.usage(), now=self._clock())
+        return Response(content=body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def _json(self, request: Request, answer: Callable[[], Mapping[str, Any]]) -> Response:
+        denied = await self.guard(request)
+        if denied is not None:
+            return denied
+        return JSONResponse(answer())
+
     async def other(self, request: Request, path: str) -> Response:
         denied = await self.guard(request)
         if denied is not None:
@@ -225,6 +276,14 @@ def build_app(api: KubeletApi) -> FastAPI:
         methods=["GET"],
         response_class=StreamingResponse,
     )
+    for path, handler in (
+        ("/pods", api.pods),
+        ("/pods/", api.pods),
+        ("/runningpods/", api.running_pods),
+        ("/stats/summary", api.stats_summary),
+        ("/metrics/resource", api.resource_metrics),
+    ):
+        app.add_api_route(path, handler, methods=["GET"])
     app.add_api_route(
         "/{path:path}",
         api.other,

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import uvicorn
 from kubernetes_asyncio.client import ApiClient
 
-from binder.kubelet_api.app import KubeletApi, PodReader, RunPodLogs, build_app
+from binder.kubelet_api.app import EMPTY_VIEW, KubeletApi, NodeView, PodReader, RunPodLogs, build_app
 from binder.kubelet_api.auth import KubeAuth
 from binder.kubelet_api.peers import PeerRegistry, peer_recording_protocol
 from binder.kubelet_api.tls import (
@@ -100,6 +100,7 @@ class KubeletApiServer:
         settings: BinderSettings,
         port: int | None = None,
         retained_logs: RetainedLogs | None = None,
+        view: NodeView = EMPTY_VIEW,
     ) -> None:
         self._api = api
         self._settings = settings
@@ -114,6 +115,7 @@ class KubeletApiServer:
             read_pod=pod_reader(api),
             runpod=runpod,
             retained=retained_logs,
+            view=view,
         )
         self.ready = asyncio.Event()
         self.bound_port: int | None = None
@@ -208,8 +210,12 @@ async def serve_kubelet_api(
     runpod: RunPodClient,
     settings: BinderSettings,
     retained_logs: RetainedLogs | None = None,
+    view: NodeView = EMPTY_VIEW,
 ) -> None:
     """Serve the kubelet API on `settings.kubelet_port` until cancelled (see module docstring).
 
-    `retained_logs`: the store the pod controller's completion readers fill (finished pods)."""
-    await KubeletApiServer(api=api, runpod=runpod, settings=settings, retained_logs=retained_logs).serve()
+    `retained_logs`: the store the pod controller's completion readers fill (finished pods);
+    `view`: the pod controller's pods and usage ledger, for the read endpoints."""
+    await KubeletApiServer(
+        api=api, runpod=runpod, settings=settings, retained_logs=retained_logs, view=view
+    ).serve()

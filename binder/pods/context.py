@@ -28,6 +28,7 @@ from binder.pods.decisions import VISIBILITY_WINDOW
 from binder.pods.kubeapi import KubePods
 from binder.pods.metrics import PodMetrics
 from binder.pods.state import Known, Snapshot, pod_annotations
+from binder.pods.usage import UsageLedger
 from binder.settings import BinderSettings
 from contract.annotations import CREATE_ATTEMPT
 from contract.policy import NodePolicy
@@ -76,6 +77,8 @@ class PodContext:
     visibility_window: timedelta = VISIBILITY_WINDOW
     known: dict[str, Known] = field(default_factory=dict)
     snapshot: Snapshot | None = None
+    # Resource usage of the node's pods as of the latest tick (`usage`), read by the kubelet API.
+    usage: UsageLedger = field(default_factory=UsageLedger.empty)
     # After a 402 every create waits until this monotonic time (RunPod: "stop all creates").
     creates_paused_until: float = 0.0
     # The leader elector's cheap, no-I/O check (`LeaderElector.leading`); see `fence`.

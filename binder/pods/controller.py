@@ -49,6 +49,7 @@ from binder.pods.state import Snapshot, pod_annotations
 from binder.pods.status import TERMINAL_PHASES, is_settling
 from binder.pods.sweeping import Sweeper
 from binder.pods.syncing import finish_terminal, record_exit, sync_pod
+from binder.pods.usage import advance as advance_usage
 from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
 from contract.annotations import CREATE_ATTEMPT, EXIT_CODE, POD_ID, TERMINATED
@@ -161,6 +162,13 @@ class PodController:
                 taken_at = self.ctx.clock()
                 snapshot = Snapshot.build(pods, cluster_id=self.ctx.cluster_id, taken_at=taken_at)
                 self.ctx.snapshot = snapshot
+                self.ctx.usage = advance_usage(
+                    self.ctx.usage,
+                    runpod_pods=snapshot.by_id,
+                    pods=self.reflector.items.values(),
+                    now=taken_at,
+                )
+                self.ctx.metrics.set_gpu_usage(self.ctx.usage)
                 self.ctx.ledger.rebuild(pods, taken_at=taken_at)
                 self.ctx.metrics.spend.set(self.ctx.ledger.usage().usd_per_hour)
                 self.ticks += 1

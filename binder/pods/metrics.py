@@ -6,19 +6,26 @@
   no_capacity, forbidden, payment_required, rejected, rate_limited, uncertain, error);
 - `runpod_kubelet_spend_usd_per_hour`: summed RunPod `cost` of this cluster's live pods;
 - `runpod_kubelet_terminations_total{why}`: RunPod pods this binder terminated (deleted,
-  completed, failed, duplicate, orphan).
+  completed, failed, duplicate, orphan);
+- `runpod_kubelet_pod_gpu_utilization_percent{namespace,pod}` and
+  `runpod_kubelet_pod_gpu_memory_utilization_percent{namespace,pod}`: RunPod's per-GPU
+  utilisation of each running pod, mean over its GPUs, from the tick's one list call.
 
-No label carries a pod name, id or secret. `PodMetrics` takes its registry so tests use a
+Only the GPU gauges carry a pod's namespace and name (never a RunPod id, env or secret); a
+pod's series disappear when it stops running. `PodMetrics` takes its registry so tests use a
 private one; `default_pod_metrics()` builds the process-wide instance on first use.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from functools import cache
 from typing import Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+from binder.pods.usage import UsageLedger
 
 PHASES: Final = ("Pending", "Running", "Succeeded", "Failed", "Unknown", "Terminating")
 
@@ -45,6 +52,39 @@ class PodMetrics:
             ["why"],
             registry=registry,
         )
+
+        self.gpu_util = Gauge(
+            "runpod_kubelet_pod_gpu_utilization_percent",
+            "GPU utilisation of a running RunPod pod, percent, mean over its GPUs.",
+            ["namespace", "pod"],
+            registry=registry,
+        )
+        self.gpu_memory_util = Gauge(
+            "runpod_kubelet_pod_gpu_memory_utilization_percent",
+            "GPU memory utilisation of a running RunPod pod, percent, mean over its GPUs.",
+            ["namespace", "pod"],
+            registry=registry,
+        )
+        self._gpu_series: set[tuple[str, str]] = set()
+
+    def set_gpu_usage(self, usage: UsageLedger) -> None:
+        """One tick's GPU figures; series of pods no longer running are removed."""
+        current: set[tuple[str, str]] = set()
+        for pod in usage.pods.values():
+            if not pod.running:
+                continue
+            labels = (pod.namespace, pod.name)
+            if pod.gpu_util is not None:
+                self.gpu_util.labels(*labels).set(pod.gpu_util)
+                current.add(labels)
+            if pod.gpu_memory_util is not None:
+                self.gpu_memory_util.labels(*labels).set(pod.gpu_memory_util)
+                current.add(labels)
+        for labels in self._gpu_series - current:
+            for gauge in (self.gpu_util, self.gpu_memory_util):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels)
+        self._gpu_series = current
 
     def set_phases(self, counts: Mapping[str, int]) -> None:
         for phase in PHASES:

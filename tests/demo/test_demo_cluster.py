@@ -131,7 +131,7 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def _assert_story(output: str) -> None:
+def _assert_story(output: str, *, chart: bool = False) -> None:
     steps = [
         "==> 1. The virtual node, as `kubectl get nodes` shows it",
         "==> 2. The GPU catalog the binder published",
@@ -140,7 +140,7 @@ def _assert_story(output: str) -> None:
         "==> 5. Its phases as they change",
         "==> 6. Its logs",
         "==> 7. Its exit code",
-        "==> 8. Cleaning up",
+        *(["==> 8. Where it all ran", "==> 9. Cleaning up"] if chart else ["==> 8. Cleaning up"]),
     ]
     positions = [output.find(step) for step in steps]
     assert -1 not in positions and positions == sorted(positions), output
@@ -223,3 +223,42 @@ def test_demo_on_an_existing_cluster_admits_client_side_and_tells_the_same_story
 def _gone_or_terminating(control_plane: Any, kind: str, name: str) -> bool:
     result = control_plane.kubectl("get", kind, name, "-o", "jsonpath={.status.phase}", check=False)
     return bool(result.returncode != 0 or result.stdout == "Terminating")
+
+
+CHART_TIMEOUT = 900.0
+
+
+@pytest.mark.node
+def test_demo_chart_installs_with_helm_on_a_real_node_keeps_running_and_leaves_nothing(
+    demo_env: dict[str, str], demos: list[Demo], tmp_path: Path
+) -> None:
+    from tests.node.test_worker_node import clean, host_traces
+
+    data_dir = tmp_path / "chart"
+    demo = Demo("--yes", "--chart", "--keep", "--data-dir", str(data_dir), env=demo_env)
+    demos.append(demo)
+    demo.wait_for_line(r"everything keeps running; press Ctrl-C", timeout=CHART_TIMEOUT)
+    output = demo.output
+    _assert_story(output, chart=True)
+    assert "helm install runpod-kubelet charts/runpod-kubelet -n runpod-system" in output
+    # The chart's pods run on the real node; the Job's pod ran on the virtual one.
+    for component in ("binder", "webhook", "sandbox"):
+        assert re.search(rf"runpod-kubelet-{component}-\S+\s+1/1\s+Running\s.*local-worker", output), output
+    assert re.search(r"train-\S+\s+0/1\s+Completed\s.*virtual-runpod", output), output
+
+    kubeconfig = demo.find(r"export KUBECONFIG=(\S+)").group(1)
+    kubectl = demo.find(r"alias kubectl=(\S+)").group(1)
+    pods = subprocess.run(
+        [kubectl, f"--kubeconfig={kubeconfig}", "get", "pods", "-A", "-o", "wide"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (
+        len(re.findall(r"runpod-system\s+runpod-kubelet-\S+\s+1/1\s+Running.*local-worker", pods.stdout)) == 5
+    )
+
+    demo.proc.send_signal(signal.SIGINT)
+    assert demo.finish(timeout=STOP_TIMEOUT * 5) == 0, demo.output
+    assert "helm uninstall runpod-kubelet (drains the virtual node first)" in demo.output
+    assert "stopped everything the demo started" in demo.output
+    assert _processes_mentioning(str(data_dir)) == []
+    assert clean(host_traces(data_dir / "node")) == {}
