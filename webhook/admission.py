@@ -28,7 +28,7 @@ from contract.catalog import Catalog
 from contract.plan import PLAN_KEYS, Plan, PlanError, parse_port, plan_from_annotations, plan_to_annotations
 from contract.policy import GPU_RESOURCE, NodePolicy, pod_targets_node
 from webhook.inputs import count_gpus, detect_ports, read_inputs, suggest
-from webhook.problems import FORBIDDEN, UNAVAILABLE, Denial
+from webhook.problems import FORBIDDEN, MAX_LISTED, UNAVAILABLE, Denial
 from webhook.resolving import Demand, check_pins, comply_datacenters, resolve_candidates
 from webhook.reviews import AdmissionRequest, Verdict, annotations_of, escape_pointer
 
@@ -299,11 +299,11 @@ def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> None:
     if count != plan.gpu_count:
         problems.append(f"gpu-count {plan.gpu_count} differs from the pod's {GPU_RESOURCE} limits")
     if problems:
+        shown = "; ".join(problems[:MAX_LISTED])
+        if len(problems) > MAX_LISTED:
+            shown += f"; and {len(problems) - MAX_LISTED:,} more"
         raise Denial(
-            "plan.runpod.io/* inconsistent with node policy: "
-            + "; ".join(problems)
-            + "; recreate the pod so the "
-            "webhook plans it again",
+            f"plan.runpod.io/* inconsistent with node policy: {shown}; recreate the pod so the webhook plans it again",
             code=FORBIDDEN,
         )
 

@@ -29,15 +29,19 @@ from contract.policy import (
     Cloud,
     parse_id_list,
 )
-from webhook.problems import FORBIDDEN, Denial, Problem, describe_origin
+from webhook.problems import FORBIDDEN, Denial, Problem, clip, describe_origin
 
 HTTP_PORTS: Final = frozenset({80, 443, 8080, 8000, 3000, 5000, 8888, 9000})
 MEMORY_RANGE: Final = (1, 1024)
 DISK_RANGE: Final = (1, 2000)
 _MAX_ID_CHARS: Final = 256
+# A reason that quotes part of the user's value is cut to this length.
+_MAX_REASON_CHARS: Final = 120
 # Prefixes this close to `runpod.io` are typos of it (`runpod.com/`, `runpd.io/`), not another
 # project's annotations; a typo there would silently drop an input, so it is rejected too.
 _PREFIX_TYPO_RATIO: Final = 0.8
+# Up to this many unknown keys get a problem each (with a "did you mean"); more share one.
+_UNKNOWN_EACH: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +83,7 @@ def find_unknown_keys(
     annotations: Mapping[str, str], *, origin: str, known: frozenset[str] = keys.KNOWN_RUNPOD_KEYS
 ) -> list[Problem]:
     """Keys under `runpod.io/` (or a near-miss prefix) that are not in `known`."""
-    problems: list[Problem] = []
+    unknown: list[tuple[str, str, str]] = []  # key, value, did-you-mean
     for key, value in annotations.items():
         if key in known:
             continue
@@ -92,17 +96,23 @@ def find_unknown_keys(
         ):
             continue
         guess = suggest(key, keys.INPUT_KEYS) or suggest(f"runpod.io/{name}", keys.INPUT_KEYS)
-        problems.append(
+        unknown.append((key, value, guess))
+    allowed = "the runpod.io/ annotations " + ", ".join(k.partition("/")[2] for k in keys.INPUT_KEYS)
+    if len(unknown) > _UNKNOWN_EACH:
+        return [
             Problem(
-                field=key,
-                value=value,
-                reason=f"unknown annotation{guess}",
-                allowed="the runpod.io/ annotations "
-                + ", ".join(k.partition("/")[2] for k in keys.INPUT_KEYS),
+                field="metadata.annotations",
+                value=",".join(key for key, _, _ in unknown[:_UNKNOWN_EACH]),
+                values=tuple(key for key, _, _ in unknown),
+                reason=f"{len(unknown):,} unknown runpod.io/ annotations (a typo must not silently cost money)",
+                allowed=allowed,
                 origin=origin,
             )
-        )
-    return problems
+        ]
+    return [
+        Problem(field=key, value=value, reason=f"unknown annotation{guess}", allowed=allowed, origin=origin)
+        for key, value, guess in unknown
+    ]
 
 
 def merge_inputs(
@@ -233,7 +243,8 @@ def _ports(raw: str, _cap: float) -> tuple[Port, ...]:
         try:
             port = parse_port(part)
         except ValueError as exc:
-            raise _Bad(str(exc), allowed) from None
+            # parse_port's message repeats the whole part: bounded, however long the part.
+            raise _Bad(clip(str(exc), _MAX_REASON_CHARS), allowed) from None
         if any(p.number == port.number for p in ports):
             raise _Bad(f"port {port.number} listed twice", allowed)
         ports.append(port)
