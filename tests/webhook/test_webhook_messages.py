@@ -112,6 +112,15 @@ def test_an_unknown_annotation_with_a_huge_key_is_cut() -> None:
     assert "unknown annotation" in message and "allowed: the runpod.io/ annotations" in message
 
 
+def test_a_huge_drop_list_is_refused_briefly() -> None:
+    message = _denied(
+        gpu_pod(annotations={"runpod.io/drop-containers": ",".join(["Bad_Name"] * 3 + ["x"] * 3000)})
+    )
+    assert len(message) < READABLE
+    assert message.startswith("runpod.io/drop-containers=")
+    assert "allowed: a comma-separated list of container names" in message
+
+
 def test_a_forged_plan_with_thousands_of_candidates_is_refused_briefly() -> None:
     from contract.plan import Candidate, Plan, plan_to_annotations
 
