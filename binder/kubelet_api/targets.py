@@ -19,6 +19,8 @@ from typing import Any
 from binder.kubelet_api.options import LogRequestError
 from binder.pods.naming import owner_of
 from contract.annotations import POD_ID, TERMINATED
+from contract.containers import split_containers
+from contract.plan import plan_drop_containers
 
 __all__ = ["LogTarget", "check_ownership", "gone_error", "resolve_target"]
 
@@ -71,6 +73,8 @@ def resolve_target(
     spec: Mapping[str, Any] = pod.get("spec") or {}
     if spec.get("nodeName") != node_name:
         raise LogRequestError(f"pod {namespace}/{name} is not on node {node_name}", status=404)
+    annotations: Mapping[str, Any] = meta.get("annotations") or {}
+    split = split_containers(spec, plan_drop_containers(annotations))
     main = _names(spec.get("containers"))
     if container not in main:
         others = _names(spec.get("initContainers")) + _names(spec.get("ephemeralContainers"))
@@ -80,13 +84,12 @@ def resolve_target(
                 "init and ephemeral containers are not supported on a RunPod node"
             )
         raise LogRequestError(f'container "{container}" is not valid for pod "{name}"')
-    if container != main[0]:
-        # One RunPod pod runs one container: the pod's first.
+    if container != split.runs:
+        # One RunPod pod runs one container: the first one the plan's drop list does not name.
         raise LogRequestError(
             f'container "{container}" of pod "{name}" does not run on RunPod: '
-            f'a RunPod node runs only the first container ("{main[0]}")'
+            f'a RunPod pod runs one container ("{split.runs}")'
         )
-    annotations: Mapping[str, Any] = meta.get("annotations") or {}
     pod_id = annotations.get(POD_ID)
     if not pod_id:
         raise LogRequestError(

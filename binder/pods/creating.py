@@ -5,7 +5,8 @@ Order of operations for one pod (one worker at a time per pod, see `controller`)
 1. Recover: if this cluster's RunPod pods for this pod UID already exist in the latest list,
    adopt one (terminate extras) and record its id. A recorded attempt with no visible pod is
    only given up once a list taken `VISIBILITY_WINDOW` after the attempt still does not show it.
-2. Gate: creates paused after a 402; env refs resolved (missing -> Event, wait); node policy
+2. Gate: creates paused after a 402; exactly one container to run (the others named in the
+   plan's drop list, an Event says which do not run); env refs resolved (missing -> Event, wait); node policy
    re-checked per candidate (price cap, allowed data centers); budgets (GPU budget, spend
    ceiling) with a ledger reservation.
 3. For each candidate: record intent (`runpod.io/create-attempt` = the deterministic name)
@@ -36,6 +37,7 @@ from typing import Any
 
 from binder.pods.budgets import Usage, budget_violation
 from binder.pods.completion import runpod_args, wants_wrapper
+from binder.pods.containers import NOT_RUN_REASON, not_run_message, unsupported_containers
 from binder.pods.context import PodContext
 from binder.pods.decisions import (
     Next,
@@ -52,7 +54,6 @@ from binder.pods.env import (
     EnvResolution,
     EnvSources,
     decode_secret_data,
-    first_container,
     referenced_objects,
     resolve_env,
 )
@@ -60,6 +61,7 @@ from binder.pods.naming import POD_UID_ENV, owner_markers, runpod_pod_name
 from binder.pods.state import pod_annotations
 from binder.pods.status import Failure, state_annotations
 from contract.annotations import CREATE_ATTEMPT, LAST_FAILURE, POD_ID
+from contract.containers import running_container, split_containers
 from contract.plan import Plan, PlanError, plan_from_annotations
 from kit.kube import Conflict
 from runpod_api.errors import RunPodError
@@ -137,7 +139,13 @@ async def ensure_created(ctx: PodContext, pod: Mapping[str, Any]) -> float | Non
         known.waiting_message = "creates paused: the RunPod account balance is too low (402)"
         return paused
 
-    container = first_container(pod)
+    split = split_containers(pod.get("spec") or {}, plan.drop_containers)
+    if split.runs is None or split.extra or split.extra_init:
+        # Admission refuses such pods; one that got here anyway (admitted before the check, or
+        # without the validating webhook) is not run with containers silently missing.
+        await _fail(ctx, pod, Failure(reason="UnsupportedContainers", message=unsupported_containers(split)))
+        return 0.0
+    container = running_container(pod, plan.drop_containers)
     resolution = await _resolve_env(ctx, pod, container)
     if not resolution.complete:
         refs = ", ".join(ref.describe() for ref in resolution.missing)
@@ -158,6 +166,8 @@ async def ensure_created(ctx: PodContext, pod: Mapping[str, Any]) -> float | Non
             "the container sets no `command`, so its exit cannot be observed on RunPod; "
             "the pod stays Running until it is deleted",
         )
+    if (split.not_run or split.not_run_init) and not known.attempt_at:
+        await ctx.event(pod, "Warning", NOT_RUN_REASON, not_run_message(split))
     args = runpod_args(restart_policy=restart_policy, container=container, uid=uid)
     return await _walk(ctx, pod, plan, container, resolution.env, args, recorded)
 

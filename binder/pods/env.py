@@ -29,7 +29,7 @@ import base64
 import binascii
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
@@ -276,9 +276,3 @@ def _resource(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str | Non
     if divisor <= 0:
         return None
     return str(math.ceil(value / divisor))
-
-
-def first_container(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The container a RunPod pod runs: RunPod pods have exactly one."""
-    containers: Sequence[Mapping[str, Any]] = (pod.get("spec") or {}).get("containers") or ()
-    return containers[0] if containers else {}

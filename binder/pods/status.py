@@ -17,6 +17,16 @@ Mapping (notes/runpod-api.md §9.4):
                                  kubelet reports a SIGKILLed container)
     unknown RunPod status        Unknown
 
+One container runs (`contract.containers`): the first the plan's drop list does not name. Every
+other container gets a status too, never silence: `waiting` with reason `NotRunOnRunPod` and a
+message saying why, `ready: false`, so `kubectl get pod` shows READY 1/2 and the reason. Init
+containers likewise (`initContainerStatuses`). The pod's Ready and ContainersReady follow the
+container that runs (the user named the others as ones to leave out; a pod that could never be
+Ready would be useless behind a Deployment), and say so: both carry reason
+`ContainersNotRunOnRunPod` and a message naming the containers that do not run; Initialized
+carries `InitContainersNotRunOnRunPod` when init containers were left out. Container statuses
+are sorted by name, as the kubelet sorts them; init container statuses keep spec order.
+
 Timestamps are real: container `startedAt` is RunPod's `startedAt`, or after a restart the
 observation time minus RunPod's uptime; condition `lastTransitionTime` is the observation time of
 the transition and is kept while the condition holds. `podIP` is only ever RunPod's public IP.
@@ -31,6 +41,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from binder.pods.containers import not_run_note, not_run_status
 from contract.annotations import (
     CHOSEN_DATACENTER,
     CHOSEN_GPU_TYPE,
@@ -38,7 +49,8 @@ from contract.annotations import (
     PORT_MAPPINGS,
     PUBLIC_IP,
 )
-from contract.plan import Port
+from contract.containers import split_containers
+from contract.plan import Port, plan_drop_containers
 from runpod_api.models import Pod
 
 TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed"})
@@ -115,8 +127,9 @@ def build_status(
     current: Mapping[str, Any] = pod.get("status") or {}
     now = observation.observed_at
     spec = pod.get("spec") or {}
+    split = split_containers(spec, plan_drop_containers((pod.get("metadata") or {}).get("annotations") or {}))
     containers = spec.get("containers") or [{}]
-    container = containers[0]
+    container = containers[split.runs_index or 0]
     previous = _container_status(current, container.get("name", ""))
 
     phase: Phase
@@ -206,18 +219,37 @@ def build_status(
     if runpod is not None:
         container_status["containerID"] = f"runpod://{runpod.id}"
 
-    initialized = "True"
+    ready_note = not_run_note(split)
+    init_note = (
+        (
+            "InitContainersNotRunOnRunPod",
+            "init containers not run on RunPod: " + ", ".join(split.not_run_init),
+        )
+        if split.not_run_init
+        else None
+    )
     conditions = [
-        _condition(current, "Initialized", initialized, now),
-        _condition(current, "ContainersReady", "True" if ready else "False", now),
-        _condition(current, "Ready", "True" if ready else "False", now),
+        _condition(current, "Initialized", "True", now, init_note),
+        _condition(current, "ContainersReady", "True" if ready else "False", now, ready_note),
+        _condition(current, "Ready", "True" if ready else "False", now, ready_note),
+    ]
+    not_run = [
+        not_run_status(c, runs=container.get("name", ""), named=c.get("name") in split.dropped)
+        for c in spec.get("containers") or ()
+        if isinstance(c, Mapping) and c.get("name") in split.not_run
     ]
     status: dict[str, Any] = {
         "phase": phase,
         "conditions": _merge_conditions(current, conditions),
-        "containerStatuses": [container_status],
+        "containerStatuses": sorted([container_status, *not_run], key=lambda c: str(c["name"])),
         "startTime": current.get("startTime") or format_time(now),
     }
+    if split.not_run_init:
+        status["initContainerStatuses"] = [
+            not_run_status(c, runs=container.get("name", ""), named=c.get("name") in split.dropped_init)
+            for c in spec.get("initContainers") or ()
+            if isinstance(c, Mapping)
+        ]
     public_ip = runpod.public_ip if runpod is not None else None
     if public_ip:
         status["podIP"] = public_ip
@@ -321,14 +353,20 @@ def _container_status(current: Mapping[str, Any], name: str) -> Mapping[str, Any
     return {}
 
 
-def _condition(current: Mapping[str, Any], kind: str, value: str, now: datetime) -> dict[str, Any]:
+def _condition(
+    current: Mapping[str, Any], kind: str, value: str, now: datetime, note: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """A condition; its lastTransitionTime is kept while its status holds. `note` = (reason, message)."""
+    built: dict[str, Any] = {"type": kind, "status": value, "lastTransitionTime": format_time(now)}
     for condition in current.get("conditions") or ():
         if condition.get("type") == kind and condition.get("status") == value:
-            kept = {"type": kind, "status": value}
+            built.pop("lastTransitionTime")
             if condition.get("lastTransitionTime"):
-                kept["lastTransitionTime"] = condition["lastTransitionTime"]
-            return kept
-    return {"type": kind, "status": value, "lastTransitionTime": format_time(now)}
+                built["lastTransitionTime"] = condition["lastTransitionTime"]
+            break
+    if note is not None:
+        built["reason"], built["message"] = note
+    return built
 
 
 def _merge_conditions(current: Mapping[str, Any], ours: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,7 +20,6 @@ from binder.pods.completion import ExitWatcher, wants_wrapper
 from binder.pods.context import PodContext
 from binder.pods.decisions import GONE_STATUSES
 from binder.pods.deleting import terminate_runpod
-from binder.pods.env import first_container
 from binder.pods.naming import owned_by_pod
 from binder.pods.state import pod_annotations
 from binder.pods.status import (
@@ -33,7 +32,8 @@ from binder.pods.status import (
     status_patch,
 )
 from contract.annotations import EXIT_CODE, POD_ID, TERMINATED
-from contract.plan import plan_ports
+from contract.containers import running_container
+from contract.plan import plan_drop_containers, plan_ports
 from runpod_api.errors import RunPodError, RunPodNotFound
 from runpod_api.models import Pod
 
@@ -47,6 +47,7 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
     known = ctx.known_for(uid)
     annotations = known.effective(pod_annotations(pod))
     ports = plan_ports(annotations)
+    container = running_container(pod, plan_drop_containers(annotations))
     snapshot = ctx.snapshot
     if snapshot is None:
         return 1.0
@@ -94,7 +95,7 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
         known.exit_code = int(exit_text)
 
     uptime = runpod.runtime.uptime if runpod is not None and runpod.runtime is not None else None
-    current_restarts = _restart_count(pod)
+    current_restarts = _restart_count(pod, container.get("name", ""))
     restarts = count_restarts(
         previous_uptime=known.last_uptime,
         uptime=uptime,
@@ -142,7 +143,7 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
         runpod is not None
         and runpod.status == "RUNNING"
         and known.exit_code is None
-        and wants_wrapper(restart_policy=restart_policy, container=first_container(pod))
+        and wants_wrapper(restart_policy=restart_policy, container=container)
     ):
         watcher.watch(key, pod_id=runpod.id, uid=uid)
 
@@ -218,7 +219,9 @@ def _ready(status: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
 
 
-def _restart_count(pod: Mapping[str, Any]) -> int:
+def _restart_count(pod: Mapping[str, Any], name: str) -> int:
+    """The restart count the pod shows for the container that runs (statuses are sorted by name)."""
     for container in (pod.get("status") or {}).get("containerStatuses") or ():
-        return int(container.get("restartCount") or 0)
+        if container.get("name") == name:
+            return int(container.get("restartCount") or 0)
     return 0
