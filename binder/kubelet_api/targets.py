@@ -49,6 +49,16 @@ def _names(containers: Any) -> list[str]:
     return [str(c.get("name")) for c in containers if isinstance(c, Mapping) and c.get("name")]
 
 
+def _waiting_reason(pod: Mapping[str, Any], container: str) -> str:
+    """The container's waiting reason as its status shows it (e.g. CreateContainerConfigError)."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or ():
+        if isinstance(status, Mapping) and status.get("name") == container:
+            reason = ((status.get("state") or {}).get("waiting") or {}).get("reason")
+            if isinstance(reason, str) and reason:
+                return reason
+    return "ContainerCreating"
+
+
 def gone_error(*, namespace: str, name: str, pod_id: str) -> LogRequestError:
     """The answer for a finished pod whose lines were not retained (e.g. the binder restarted)."""
     return LogRequestError(
@@ -93,7 +103,7 @@ def resolve_target(
     pod_id = annotations.get(POD_ID)
     if not pod_id:
         raise LogRequestError(
-            f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+            f'container "{container}" in pod "{name}" is waiting to start: {_waiting_reason(pod, container)}'
         )
     terminated = bool(annotations.get(TERMINATED))
     if terminated and not accept_terminated:

@@ -6,7 +6,9 @@ the observation time comes in as an argument.
 
 Mapping (notes/runpod-api.md §9.4):
 
-    no RunPod pod yet            Pending, container waiting ContainerCreating (message: why)
+    no RunPod pod yet            Pending, container waiting ContainerCreating (message: why), or
+                                 CreateContainerConfigError while a required Secret/ConfigMap
+                                 reference is missing (as a kubelet says)
     PROVISIONING / STARTING      Pending, waiting ContainerCreating
     RUNNING                      Running, container running; Ready when every http port is up
                                  and every tcp port has a public mapping
@@ -58,6 +60,9 @@ OUR_CONDITIONS: Final = ("Initialized", "ContainersReady", "Ready")
 KILLED_EXIT_CODE: Final = 137
 UNKNOWN_EXIT_CODE: Final = 1
 PENDING_STATUSES: Final = frozenset({"PROVISIONING", "STARTING"})
+CONTAINER_CREATING: Final = "ContainerCreating"
+# The kubelet's waiting reason when a container's config (a required Secret/ConfigMap) is missing.
+CREATE_CONTAINER_CONFIG_ERROR: Final = "CreateContainerConfigError"
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
 
@@ -85,6 +90,7 @@ class Observation(BaseModel):
     # Graceful deletion finished on RunPod's side.
     deleted: bool = False
     # Why a pod without a RunPod pod is still waiting (budget, missing Secret, ...).
+    waiting_reason: str = "ContainerCreating"
     waiting_message: str | None = None
 
 
@@ -178,7 +184,7 @@ def build_status(
             state = {"waiting": {"reason": reason, "message": message}}
     elif runpod is None:
         phase = "Pending"
-        state = {"waiting": _waiting("ContainerCreating", observation.waiting_message)}
+        state = {"waiting": _waiting(observation.waiting_reason, observation.waiting_message)}
     elif runpod.status in PENDING_STATUSES:
         phase = "Pending"
         state = {"waiting": _waiting("ContainerCreating", f"RunPod pod {runpod.id} is {runpod.status}")}

@@ -113,6 +113,7 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
         exit_code=known.exit_code,
         finished_at=known.finished_at,
         failure=known.failure,
+        waiting_reason=known.waiting_reason,
         waiting_message=known.waiting_message,
     )
     desired = build_status(pod=pod, runpod=runpod, observation=observation, ports=ports)

@@ -90,6 +90,15 @@ def test_a_pod_not_yet_created_on_runpod_is_waiting_to_start() -> None:
     del raw["metadata"]["annotations"][POD_ID]
     with pytest.raises(LogRequestError, match="is waiting to start: ContainerCreating"):
         resolve(raw)
+    raw["status"] = {
+        "containerStatuses": [
+            {"name": "main", "state": {"waiting": {"reason": "CreateContainerConfigError"}}}
+        ]
+    }
+    with pytest.raises(
+        LogRequestError, match='"main" in pod "train" is waiting to start: CreateContainerConfigError'
+    ):
+        resolve(raw)
 
 
 def test_a_terminated_runpod_pod_has_no_logs_left() -> None:

@@ -75,6 +75,15 @@ def test_no_runpod_pod_yet_is_pending_with_the_waiting_reason() -> None:
     assert "podIP" not in status
 
 
+def test_a_missing_required_env_ref_waits_as_create_container_config_error() -> None:
+    observation = obs(waiting_reason="CreateContainerConfigError", waiting_message='secret "creds" not found')
+    status = build_status(pod=k8s_pod(), runpod=None, observation=observation, ports=[])
+    assert status["phase"] == "Pending"
+    assert status["containerStatuses"][0]["state"] == {
+        "waiting": {"reason": "CreateContainerConfigError", "message": 'secret "creds" not found'}
+    }
+
+
 def test_provisioning_and_starting_are_pending_container_creating() -> None:
     for state in ("PROVISIONING", "STARTING"):
         status = build_status(pod=k8s_pod(), runpod=runpod(state), observation=obs(), ports=[HTTP])
