@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from binder.pods.diagnosing import Diagnosis
 from binder.pods.naming import owned_by_cluster
 from binder.pods.status import CONTAINER_CREATING, Failure
 from runpod_api.models import Pod
@@ -60,6 +61,9 @@ class Known:
     exit_code: int | None = None
     finished_at: datetime | None = None
     failure: Failure | None = None
+    # Read once from RunPod's system log when the pod turned ERROR (None: no reason found).
+    diagnosed: bool = False
+    diagnosis: Diagnosis | None = None
     # Why a pod without a RunPod pod waits: the container's waiting reason and message.
     waiting_reason: str = CONTAINER_CREATING
     waiting_message: str | None = None

@@ -13,7 +13,10 @@ Mapping (notes/runpod-api.md §9.4):
     RUNNING                      Running, container running; Ready when every http port is up
                                  and every tcp port has a public mapping
     exit marker seen             Succeeded (code 0, Completed) / Failed (code, Error)
+    ERROR, image pull failed     Failed, reason ErrImagePull, container waiting ErrImagePull with
+                                 RunPod's system log line (read once, `diagnosing`)
     ERROR / EXITED unprompted    Failed; no exit code exists, reported as 1 with the reason
+                                 (for ERROR: the last system log line, when there is one)
     failure (422, ProviderDeleted, ...)  Failed with the failure's reason and message
     deleted by the user          Failed, terminated exitCode 137 (killed from outside, as a
                                  kubelet reports a SIGKILLed container)
@@ -44,6 +47,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict
 
 from binder.pods.containers import not_run_note, not_run_status
+from binder.pods.diagnosing import Diagnosis
 from contract.annotations import (
     CHOSEN_DATACENTER,
     CHOSEN_GPU_TYPE,
@@ -89,6 +93,8 @@ class Observation(BaseModel):
     failure: Failure | None = None
     # Graceful deletion finished on RunPod's side.
     deleted: bool = False
+    # Why RunPod reports ERROR, from its system log (`diagnosing`), when known.
+    diagnosis: Diagnosis | None = None
     # Why a pod without a RunPod pod is still waiting (budget, missing Secret, ...).
     waiting_reason: str = "ContainerCreating"
     waiting_message: str | None = None
@@ -192,14 +198,19 @@ def build_status(
         phase = "Running"
         ready = ports_ready(runpod, ports)
         state = {"running": {"startedAt": format_time(started_at or now)}}
+    elif runpod.status == "ERROR" and observation.diagnosis is not None and observation.diagnosis.image_pull:
+        # The container never started: waiting, as a kubelet shows a pull that failed.
+        phase, reason, message = "Failed", observation.diagnosis.reason, observation.diagnosis.message
+        state = {"waiting": {"reason": reason, "message": message}}
     elif runpod.status in ("ERROR", "EXITED"):
         phase = "Failed"
         reason = "ProviderError" if runpod.status == "ERROR" else "ProviderStopped"
-        message = (
-            f"RunPod reports the pod {runpod.status}; RunPod exposes no exit code or reason"
-            if runpod.status == "ERROR"
-            else "the RunPod pod was stopped outside Kubernetes (console, balance or maintenance)"
-        )
+        if runpod.status == "EXITED":
+            message = "the RunPod pod was stopped outside Kubernetes (console, balance or maintenance)"
+        elif observation.diagnosis is not None:
+            message = observation.diagnosis.message
+        else:
+            message = "RunPod reports the pod ERROR; RunPod exposes no exit code or reason"
         state = {
             "terminated": _terminated(
                 code=UNKNOWN_EXIT_CODE,

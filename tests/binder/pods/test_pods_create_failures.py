@@ -256,3 +256,35 @@ async def test_a_pod_billed_above_the_cap_is_terminated_and_fails(pods_harness: 
 
 async def _no_runpod(h: Harness, uid: str) -> bool:
     return h.runpod_pods(uid) == []
+
+
+async def test_an_image_runpod_cannot_pull_fails_as_err_image_pull_after_one_log_read(
+    pods_harness: Harness,
+) -> None:
+    h = pods_harness
+    image = "ghcr.io/acme/private:1"
+    h.sandbox.admin.fail_images([image])
+    await h.start()
+    created = await h.create_pod("unpullable", image=image)
+
+    async def failed() -> bool:
+        return phase(await h.pod("unpullable")) == "Failed"
+
+    await wait_for(failed, what="pod Failed")
+    pod = await h.pod("unpullable")
+    assert pod is not None
+    line = f"error pulling image {image}: pull access denied or repository not found"
+    assert (pod["status"]["reason"], pod["status"]["message"]) == ("ErrImagePull", f"RunPod: {line}")
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"] == {
+        "reason": "ErrImagePull",
+        "message": f"RunPod: {line}",
+    }
+    events = {e["reason"]: e["message"] for e in await h.events("unpullable")}
+    assert events["Failed"] == f'Failed to pull image "{image}": {line} (RunPod system log)'
+    await wait_for(lambda: _no_runpod_pod(h, created["metadata"]["uid"]), what="the ERROR pod terminated")
+    # The reason cost one log request, once: no per-tick calls beyond the list.
+    assert h.sandbox.admin.state()["requests"].get("GET /v2/pods/{id}/logs") == 1
+
+
+async def _no_runpod_pod(h: Harness, uid: str) -> bool:
+    return h.runpod_pods(uid) == []

@@ -175,6 +175,35 @@ def test_runpod_error_is_failed_without_inventing_success() -> None:
     assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
 
 
+def test_an_image_pull_error_is_err_image_pull_with_runpods_line_as_a_kubelet_shows_it() -> None:
+    from binder.pods.diagnosing import diagnose_error
+
+    line = "error pulling image ghcr.io/acme/x:1: pull access denied or repository not found"
+    diagnosis = diagnose_error([line], image="ghcr.io/acme/x:1")
+    status = build_status(
+        pod=k8s_pod(), runpod=runpod("ERROR"), observation=obs(diagnosis=diagnosis), ports=[]
+    )
+    assert status["phase"] == "Failed"
+    assert (status["reason"], status["message"]) == ("ErrImagePull", f"RunPod: {line}")
+    assert status["containerStatuses"][0]["state"] == {
+        "waiting": {"reason": "ErrImagePull", "message": f"RunPod: {line}"}
+    }
+
+
+def test_another_runpod_error_quotes_its_last_system_line() -> None:
+    from binder.pods.diagnosing import diagnose_error
+
+    diagnosis = diagnose_error(["container crashed: unrecoverable error on host"], image="x")
+    status = build_status(
+        pod=k8s_pod(), runpod=runpod("ERROR"), observation=obs(diagnosis=diagnosis), ports=[]
+    )
+    assert status["reason"] == "ProviderError"
+    terminated = status["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["message"].endswith(
+        "its last system log line: container crashed: unrecoverable error on host"
+    )
+
+
 def test_provider_deletion_fails_the_pod_with_a_reason() -> None:
     running = k8s_pod(build_status(pod=k8s_pod(), runpod=runpod(), observation=obs(), ports=[]))
     failure = Failure(reason="ProviderDeleted", message="gone")
