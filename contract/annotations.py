@@ -24,6 +24,8 @@ PORTS: Final = "runpod.io/ports"
 CONTAINER_REGISTRY_AUTH_ID: Final = "runpod.io/container-registry-auth-id"
 TEMPLATE_ID: Final = "runpod.io/templateId"
 CONTAINER_DISK_GB: Final = "runpod.io/container-disk-gb"
+# Containers and init containers RunPod may leave out (one container per RunPod pod), by name.
+DROP_CONTAINERS: Final = "runpod.io/drop-containers"
 
 INPUT_KEYS: Final[tuple[str, ...]] = (
     REQUIRED_GPU_MEMORY,
@@ -35,6 +37,7 @@ INPUT_KEYS: Final[tuple[str, ...]] = (
     CONTAINER_REGISTRY_AUTH_ID,
     TEMPLATE_ID,
     CONTAINER_DISK_GB,
+    DROP_CONTAINERS,
 )
 
 # --- binder state (SPEC §2 "State") --------------------------------------------------------

@@ -13,6 +13,8 @@ Encoded as `plan.runpod.io/*` annotations, one value per key so a person can rea
     plan.runpod.io/max-gpu-price: "0.5"                 (effective per-GPU cap)
     plan.runpod.io/container-registry-auth-id: abc      (only when set)
     plan.runpod.io/template-id: tpl                     (only when set)
+    plan.runpod.io/drop-containers: istio-proxy,setup   (only when set: runpod.io/drop-containers
+                                                         of the pod, else of its Job)
     plan.runpod.io/catalog-revision: 3f2a9c1b7d00
 """
 
@@ -27,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contract.annotations import PLAN_PREFIX
 from contract.catalog import Availability
-from contract.policy import CLOUDS, Cloud
+from contract.policy import CLOUDS, Cloud, parse_id_list
 
 PLAN_FORMAT_VERSION: Final = "1"
 
@@ -42,6 +44,7 @@ PLAN_MAX_GPU_PRICE: Final = PLAN_PREFIX + "max-gpu-price"
 PLAN_REGISTRY: Final = PLAN_PREFIX + "container-registry-auth-id"
 PLAN_TEMPLATE: Final = PLAN_PREFIX + "template-id"
 PLAN_CATALOG_REVISION: Final = PLAN_PREFIX + "catalog-revision"
+PLAN_DROP_CONTAINERS: Final = PLAN_PREFIX + "drop-containers"
 
 PLAN_KEYS: Final[tuple[str, ...]] = (
     PLAN_VERSION,
@@ -55,6 +58,7 @@ PLAN_KEYS: Final[tuple[str, ...]] = (
     PLAN_REGISTRY,
     PLAN_TEMPLATE,
     PLAN_CATALOG_REVISION,
+    PLAN_DROP_CONTAINERS,
 )
 
 Protocol = Literal["http", "tcp"]
@@ -95,6 +99,9 @@ class Plan(BaseModel):
     registry_auth_id: str | None = None
     template_id: str | None = None
     catalog_revision: str
+    # Container and init-container names RunPod may leave out (`runpod.io/drop-containers`).
+    # The containers themselves are judged on the final pod (`contract.containers`).
+    drop_containers: tuple[str, ...] = ()
 
 
 class PlanError(ValueError):
@@ -119,6 +126,8 @@ def plan_to_annotations(plan: Plan) -> dict[str, str]:
         annotations[PLAN_REGISTRY] = plan.registry_auth_id
     if plan.template_id:
         annotations[PLAN_TEMPLATE] = plan.template_id
+    if plan.drop_containers:
+        annotations[PLAN_DROP_CONTAINERS] = ",".join(plan.drop_containers)
     return annotations
 
 
@@ -130,12 +139,24 @@ def plan_from_annotations(annotations: Mapping[str, str]) -> Plan:
     return _parse_plan(tuple(annotations.get(key) for key in PLAN_KEYS))
 
 
+def plan_or_none(annotations: Mapping[str, str]) -> Plan | None:
+    """The plan, or None when the pod has no valid plan."""
+    try:
+        return plan_from_annotations(annotations)
+    except PlanError:
+        return None
+
+
 def plan_ports(annotations: Mapping[str, str]) -> tuple[Port, ...]:
     """The plan's ports; none when the pod has no valid plan."""
-    try:
-        return plan_from_annotations(annotations).ports
-    except PlanError:
-        return ()
+    plan = plan_or_none(annotations)
+    return plan.ports if plan is not None else ()
+
+
+def plan_drop_containers(annotations: Mapping[str, str]) -> tuple[str, ...]:
+    """The containers the plan lets RunPod leave out; none when the pod has no valid plan."""
+    plan = plan_or_none(annotations)
+    return plan.drop_containers if plan is not None else ()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -177,6 +198,7 @@ def _parse_plan(values: tuple[str | None, ...]) -> Plan:
             registry_auth_id=annotations.get(PLAN_REGISTRY) or None,
             template_id=annotations.get(PLAN_TEMPLATE) or None,
             catalog_revision=annotations[PLAN_CATALOG_REVISION],
+            drop_containers=parse_id_list(annotations.get(PLAN_DROP_CONTAINERS)),
         )
     except ValidationError as exc:
         first = exc.errors()[0]

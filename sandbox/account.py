@@ -73,6 +73,7 @@ class Account:
         self.rate = RateLimiter(self.scenario.rate_limits, now=clock())
         self.faults = FaultBook(self.scenario.faults)
         self.denied_gpu_ids = set(self.scenario.denied_gpu_ids)
+        self.failing_images = set(self.scenario.failing_images)
         self._balance: float | None = self.scenario.balance_usd
         self._spend_at_balance = 0.0
         self._rng = random.Random(seed)
@@ -204,7 +205,7 @@ class Account:
         self._schedule(pod, self.timings.starting_s, self._finish_starting)
 
     def _finish_starting(self, pod: PodRecord) -> None:
-        if pod.image in self.scenario.failing_images:
+        if pod.image in self.failing_images:
             self._log(
                 pod, "system", f"error pulling image {pod.image}: pull access denied or repository not found"
             )
@@ -523,6 +524,10 @@ class Account:
 
     def set_stock(self, setting: StockSetting) -> None:
         self.inventory.set_stock(setting)
+
+    def set_failing_images(self, images: list[str]) -> None:
+        """Images whose pull fails from now on (scenario `failingImages`, changed at runtime)."""
+        self.failing_images = set(images)
 
     def set_rate_limits(self, windows: list[RateWindow]) -> None:
         self.rate.configure(windows, now=self.clock())

@@ -12,6 +12,8 @@ POST   /_sandbox/keys               {"key", "readOnly"}: accept another API key
 DELETE /_sandbox/keys/{key}         revoke a key: its requests get 401
 PUT    /_sandbox/balance            {"balanceUsd": 0.0 | null}: creates need an hour of credit (402)
 PUT    /_sandbox/denied-gpus        ["NVIDIA H200"]: creates of these types get 403 (pool denial)
+PUT    /_sandbox/failing-images     ["ghcr.io/acme/private:1"]: pulls of these images fail from now
+                                    on (the pod goes to ERROR with a `system` log line saying so)
 PUT    /_sandbox/rate-limits        [{"window": "minute", "quota": 60, "windowS": 60}, ...]
 PUT    /_sandbox/timings            scenario `Timings`
 POST   /_sandbox/pods               seed a foreign pod (scenario `SeedPod`)
@@ -118,6 +120,12 @@ async def set_balance(body: BalanceRequest, request: Request) -> Response:
 @router.put("/denied-gpus", status_code=204)
 async def set_denied_gpus(gpu_ids: list[str], request: Request) -> Response:
     _account(request).denied_gpu_ids = set(gpu_ids)
+    return Response(status_code=204)
+
+
+@router.put("/failing-images", status_code=204)
+async def set_failing_images(images: list[str], request: Request) -> Response:
+    _account(request).set_failing_images(images)
     return Response(status_code=204)
 
 

@@ -81,6 +81,10 @@ class SandboxAdmin:
     def deny_gpus(self, gpu_ids: list[str]) -> None:
         self._call("PUT", "/denied-gpus", gpu_ids)
 
+    def fail_images(self, images: list[str]) -> None:
+        """Pulls of these images fail from now on: such pods go to ERROR with a system log line."""
+        self._call("PUT", "/failing-images", images)
+
     def set_rate_limits(self, windows: list[Mapping[str, Any]]) -> None:
         self._call("PUT", "/rate-limits", [dict(w) for w in windows])
 

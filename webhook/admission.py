@@ -4,6 +4,9 @@
 Rules that span both:
 - Scope is re-checked here with `contract.policy.pod_targets_node`, whatever the webhook
   configurations already filtered: a pod not aimed at the node is allowed untouched.
+- One container per RunPod pod (`containers`): mutate refuses extra containers the pod already
+  has (fail fast); validate on CREATE judges the pod as it will be stored, after every mutating
+  webhook, against the drop list the plan carries (`plan.runpod.io/drop-containers`).
 - CREATE: binder state keys (`runpod.io/pod-id`, ...) are refused (a copied manifest must not
   adopt another pod's RunPod machine); `plan.runpod.io/*` keys the pod brings are never trusted:
   the whole family is replaced by a plan resolved from scratch, with a warning.
@@ -25,10 +28,12 @@ from typing import Any, Final
 
 from contract import annotations as keys
 from contract.catalog import Catalog
+from contract.containers import split_containers
 from contract.plan import PLAN_KEYS, Plan, PlanError, parse_port, plan_from_annotations, plan_to_annotations
 from contract.policy import GPU_RESOURCE, NodePolicy, pod_targets_node
+from webhook.containers import check_containers, dropped_gpu_warnings, volume_warnings
 from webhook.inputs import count_gpus, detect_ports, read_inputs, suggest
-from webhook.problems import FORBIDDEN, UNAVAILABLE, Denial
+from webhook.problems import FORBIDDEN, MAX_LISTED, UNAVAILABLE, Denial
 from webhook.resolving import Demand, check_pins, comply_datacenters, resolve_candidates
 from webhook.reviews import AdmissionRequest, Verdict, annotations_of, escape_pointer
 
@@ -45,6 +50,7 @@ class PlanRequest:
     container_disk_gb: int
     registry_auth_id: str | None
     template_id: str | None
+    drop_containers: tuple[str, ...] = ()
 
 
 # PlanRequest, catalog -> plan annotations (callers must not mutate them); raises Denial.
@@ -65,11 +71,14 @@ def write_plan(request: PlanRequest, catalog: Catalog) -> dict[str, str]:
         registry_auth_id=request.registry_auth_id,
         template_id=request.template_id,
         catalog_revision=catalog.revision,
+        drop_containers=request.drop_containers,
     )
     return plan_to_annotations(plan)
 
 
 ALLOW: Final = Verdict(allowed=True)
+# Where validate's drop list comes from: the plan, which carries the pod's or its Job's value.
+_PLANNED_ORIGIN: Final = "the pod (or its Job)"
 _PRICE_SLACK: Final = 1e-9
 
 
@@ -125,7 +134,10 @@ def validate(request: AdmissionRequest, *, policy: NodePolicy) -> Verdict:
     try:
         if request.operation == "CREATE" and new is not None and pod_targets_node(new, policy.node_name):
             _refuse_state_keys(annotations_of(new))
-            _check_plan(new, policy)
+            plan = _check_plan(new, policy)
+            # The pod as it will be stored, after every mutating webhook: sidecars count.
+            split = split_containers(new.get("spec") or {}, plan.drop_containers)
+            check_containers(split, final=True, origin=_PLANNED_ORIGIN)
         elif (
             request.operation == "UPDATE"
             and new is not None
@@ -177,8 +189,11 @@ def _plan_pod(
         node_max_gpu_price=policy.max_gpu_price,
     )
     spec = pod.get("spec") or {}
+    # Fail fast on the containers the pod has now; `validate` judges the final pod.
+    split = split_containers(spec, inputs.drop_containers)
+    check_containers(split, final=False, origin=inputs.origin(keys.DROP_CONTAINERS))
     gpus = count_gpus(spec)
-    warnings: list[str] = []
+    warnings: list[str] = [*dropped_gpu_warnings(spec, split), *volume_warnings(spec)]
     if gpus.defaulted:
         warnings.append(f"no {GPU_RESOURCE} limit: using 1 GPU (added limits {GPU_RESOURCE}: 1)")
     if inputs.ports is None:
@@ -209,21 +224,22 @@ def _plan_pod(
             container_disk_gb=inputs.container_disk_gb,
             registry_auth_id=inputs.registry_auth_id,
             template_id=inputs.template_id,
+            drop_containers=inputs.drop_containers,
         ),
         catalog,
     )
     if any(keys.is_plan_key(k) for k in annotations):
         warnings.append("plan.runpod.io/* annotations are written by the webhook: replaced with a fresh plan")
-    patch = build_patch(pod, plan_annotations, add_gpu_limit=gpus.defaulted)
+    patch = build_patch(pod, plan_annotations, gpu_limit_on=split.runs_index if gpus.defaulted else None)
     return Verdict(allowed=True, patch=tuple(patch), warnings=tuple(warnings))
 
 
 def build_patch(
-    pod: Mapping[str, Any], plan_annotations: Mapping[str, str], *, add_gpu_limit: bool
+    pod: Mapping[str, Any], plan_annotations: Mapping[str, str], *, gpu_limit_on: int | None = None
 ) -> list[dict[str, Any]]:
     """JSONPatch writing the plan (replacing any plan keys the pod carried) and, when the pod had
-    no GPU limit, `nvidia.com/gpu: 1` on its first container so the scheduler counts it against
-    the node's GPU budget."""
+    no GPU limit, `nvidia.com/gpu: 1` on container `gpu_limit_on` (the one RunPod runs) so the
+    scheduler counts it against the node's GPU budget."""
     ops: list[dict[str, Any]] = []
     metadata = pod.get("metadata")
     current = annotations_of(pod)
@@ -238,9 +254,13 @@ def build_patch(
         for key, value in plan_annotations.items():
             ops.append({"op": "add", "path": _annotation_path(key), "value": value})
     containers = (pod.get("spec") or {}).get("containers") or []
-    if add_gpu_limit and containers and isinstance(containers[0], dict):
-        base = "/spec/containers/0/resources"
-        resources = containers[0].get("resources")
+    if (
+        gpu_limit_on is not None
+        and gpu_limit_on < len(containers)
+        and isinstance(containers[gpu_limit_on], dict)
+    ):
+        base = f"/spec/containers/{gpu_limit_on}/resources"
+        resources = containers[gpu_limit_on].get("resources")
         if not isinstance(resources, dict):
             ops.append({"op": "add", "path": base, "value": {"limits": {GPU_RESOURCE: "1"}}})
         elif not isinstance(resources.get("limits"), dict):
@@ -270,7 +290,7 @@ def _refuse_state_keys(annotations: Mapping[str, str]) -> None:
         )
 
 
-def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> None:
+def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> Plan:
     try:
         plan = plan_from_annotations(annotations_of(pod))
     except PlanError as exc:
@@ -299,13 +319,14 @@ def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> None:
     if count != plan.gpu_count:
         problems.append(f"gpu-count {plan.gpu_count} differs from the pod's {GPU_RESOURCE} limits")
     if problems:
+        shown = "; ".join(problems[:MAX_LISTED])
+        if len(problems) > MAX_LISTED:
+            shown += f"; and {len(problems) - MAX_LISTED:,} more"
         raise Denial(
-            "plan.runpod.io/* inconsistent with node policy: "
-            + "; ".join(problems)
-            + "; recreate the pod so the "
-            "webhook plans it again",
+            f"plan.runpod.io/* inconsistent with node policy: {shown}; recreate the pod so the webhook plans it again",
             code=FORBIDDEN,
         )
+    return plan
 
 
 def _check_frozen(old: Mapping[str, str], new: Mapping[str, str]) -> None:

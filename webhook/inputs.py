@@ -3,7 +3,8 @@
 Owns the annotation contract of SPEC §2 as the webhook reads it: pod-then-Job precedence (per
 key, the pod wins), one check per annotation, unknown `runpod.io/*` keys rejected with a "did you
 mean", GPU count from `nvidia.com/gpu`, ports from `containerPort`s or the `runpod.io/ports`
-override. Every rejection is a `Problem` naming the annotation, the bad value, what is allowed
+override, the `runpod.io/drop-containers` list (its names are checked against the pod's
+containers in `containers`). Every rejection is a `Problem` naming the annotation, the bad value, what is allowed
 and where it came from.
 
 Does not own: checks that need the catalog (GPU pins, data-center ids, prices: `resolving`), the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -29,15 +31,21 @@ from contract.policy import (
     Cloud,
     parse_id_list,
 )
-from webhook.problems import FORBIDDEN, Denial, Problem, describe_origin
+from webhook.problems import FORBIDDEN, Denial, Problem, clip, describe_origin, quote_items
 
 HTTP_PORTS: Final = frozenset({80, 443, 8080, 8000, 3000, 5000, 8888, 9000})
 MEMORY_RANGE: Final = (1, 1024)
 DISK_RANGE: Final = (1, 2000)
 _MAX_ID_CHARS: Final = 256
+# A container name as the API server validates it (DNS-1123 label).
+_CONTAINER_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# A reason that quotes part of the user's value is cut to this length.
+_MAX_REASON_CHARS: Final = 120
 # Prefixes this close to `runpod.io` are typos of it (`runpod.com/`, `runpd.io/`), not another
 # project's annotations; a typo there would silently drop an input, so it is rejected too.
 _PREFIX_TYPO_RATIO: Final = 0.8
+# Up to this many unknown keys get a problem each (with a "did you mean"); more share one.
+_UNKNOWN_EACH: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,8 @@ class Inputs:
     registry_auth_id: str | None = None
     template_id: str | None = None
     container_disk_gb: int = DEFAULT_CONTAINER_DISK_GB
+    # Containers and init containers RunPod may leave out (checked against the final pod).
+    drop_containers: tuple[str, ...] = ()
     origins: tuple[tuple[str, str], ...] = ()
 
     def origin(self, key: str) -> str:
@@ -79,7 +89,7 @@ def find_unknown_keys(
     annotations: Mapping[str, str], *, origin: str, known: frozenset[str] = keys.KNOWN_RUNPOD_KEYS
 ) -> list[Problem]:
     """Keys under `runpod.io/` (or a near-miss prefix) that are not in `known`."""
-    problems: list[Problem] = []
+    unknown: list[tuple[str, str, str]] = []  # key, value, did-you-mean
     for key, value in annotations.items():
         if key in known:
             continue
@@ -92,17 +102,23 @@ def find_unknown_keys(
         ):
             continue
         guess = suggest(key, keys.INPUT_KEYS) or suggest(f"runpod.io/{name}", keys.INPUT_KEYS)
-        problems.append(
+        unknown.append((key, value, guess))
+    allowed = "the runpod.io/ annotations " + ", ".join(k.partition("/")[2] for k in keys.INPUT_KEYS)
+    if len(unknown) > _UNKNOWN_EACH:
+        return [
             Problem(
-                field=key,
-                value=value,
-                reason=f"unknown annotation{guess}",
-                allowed="the runpod.io/ annotations "
-                + ", ".join(k.partition("/")[2] for k in keys.INPUT_KEYS),
+                field="metadata.annotations",
+                value=",".join(key for key, _, _ in unknown[:_UNKNOWN_EACH]),
+                values=tuple(key for key, _, _ in unknown),
+                reason=f"{len(unknown):,} unknown runpod.io/ annotations (a typo must not silently cost money)",
+                allowed=allowed,
                 origin=origin,
             )
-        )
-    return problems
+        ]
+    return [
+        Problem(field=key, value=value, reason=f"unknown annotation{guess}", allowed=allowed, origin=origin)
+        for key, value, guess in unknown
+    ]
 
 
 def merge_inputs(
@@ -155,6 +171,7 @@ def read_inputs(
         registry_auth_id=values.get(keys.CONTAINER_REGISTRY_AUTH_ID),
         template_id=values.get(keys.TEMPLATE_ID),
         container_disk_gb=values.get(keys.CONTAINER_DISK_GB, DEFAULT_CONTAINER_DISK_GB),
+        drop_containers=values.get(keys.DROP_CONTAINERS, ()),
         origins=tuple((key, origin) for key, (_, origin) in merged.items()),
     )
 
@@ -233,11 +250,23 @@ def _ports(raw: str, _cap: float) -> tuple[Port, ...]:
         try:
             port = parse_port(part)
         except ValueError as exc:
-            raise _Bad(str(exc), allowed) from None
+            # parse_port's message repeats the whole part: bounded, however long the part.
+            raise _Bad(clip(str(exc), _MAX_REASON_CHARS), allowed) from None
         if any(p.number == port.number for p in ports):
             raise _Bad(f"port {port.number} listed twice", allowed)
         ports.append(port)
     return tuple(ports)
+
+
+def _container_names(raw: str, _cap: float) -> tuple[str, ...]:
+    allowed = "a comma-separated list of container names (lowercase DNS labels, at most 63 characters)"
+    names = parse_id_list(raw)
+    if not names:
+        raise _Bad("empty list", allowed)
+    bad = [name for name in names if not _CONTAINER_NAME.fullmatch(name)]
+    if bad:
+        raise _Bad(f"not a container name: {quote_items(bad)}", allowed)
+    return names
 
 
 def _identifier(raw: str, _cap: float) -> str:
@@ -257,6 +286,7 @@ _READERS: Final = {
     keys.CONTAINER_REGISTRY_AUTH_ID: _identifier,
     keys.TEMPLATE_ID: _identifier,
     keys.CONTAINER_DISK_GB: _disk,
+    keys.DROP_CONTAINERS: _container_names,
 }
 
 

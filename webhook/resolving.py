@@ -2,7 +2,8 @@
 
 Owns three decisions, each a pure function of its inputs:
 - `comply_datacenters`: the pod's data-center list ∩ the node's; dropped ids become warnings,
-  an empty result is a rejection; ids unknown to the catalog get a "did you mean".
+  an empty result is a rejection; ids unknown to the catalog get a "did you mean" (many bad
+  ids are listed by their first few and a count, see `problems`).
 - `check_pins`: `runpod.io/gpu-types` ids must exist in the catalog (did-you-mean otherwise).
 - `resolve_candidates`: (GPU type, data center) pairs with memory >= required, price per GPU <=
   the cap, offered in the cloud, in stock in an allowed data center; ordered by whole-pod price,
@@ -17,13 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from contract import annotations as keys
 from contract.catalog import AVAILABILITY_RANK, Catalog, GpuTypeEntry
 from contract.plan import Candidate
 from contract.policy import Cloud, NodePolicy
 from webhook.inputs import suggest
-from webhook.problems import FORBIDDEN, INVALID, Denial, Problem
+from webhook.problems import FORBIDDEN, INVALID, Denial, Problem, item_problems, name_items
+
+# Up to this many dropped data centers get a warning each; more share one.
+_WARN_EACH: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,41 +62,43 @@ def known_datacenters(catalog: Catalog) -> frozenset[str]:
 def comply_datacenters(
     requested: tuple[str, ...] | None, *, origin: str, policy: NodePolicy, catalog: Catalog
 ) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
-    """The effective data-center list (None = any) and one warning per dropped id."""
+    """The effective data-center list (None = any) and warnings naming the dropped ids (one each
+    while they are few, one for all of them otherwise)."""
     allowed = policy.allowed_datacenter_ids
     if requested is None:
         return allowed, ()
     known = known_datacenters(catalog)
-    problems = [
-        Problem(
-            field=keys.DATACENTER_IDS,
-            value=dc,
-            reason=f"unknown data center{suggest(dc, sorted(known))}",
-            allowed="data-center ids from the RunPod catalog",
-            origin=origin,
+    # Only judged when the catalog lists data centers: a raw RunPod GPU answer may not.
+    unknown = [dc for dc in requested if known and dc not in known and (allowed is None or dc in allowed)]
+    if unknown:
+        raise Denial.of(
+            item_problems(
+                field=keys.DATACENTER_IDS,
+                items=unknown,
+                reason=lambda dc: f"unknown data center{suggest(dc, sorted(known))}",
+                reason_for_all=f"{len(unknown):,} unknown data centers",
+                allowed="data-center ids from the RunPod catalog",
+                origin=origin,
+            )
         )
-        for dc in requested
-        # Only judged when the catalog lists data centers: a raw RunPod GPU answer may not.
-        if known and dc not in known and (allowed is None or dc in allowed)
-    ]
-    if problems:
-        raise Denial.of(problems)
     if allowed is None:
         return requested, ()
     kept = tuple(dc for dc in requested if dc in allowed)
-    warnings = tuple(
-        f"{keys.DATACENTER_IDS}: dropped {dc}: not allowed on node {policy.node_name}"
-        for dc in requested
-        if dc not in allowed
-    )
+    dropped = [dc for dc in requested if dc not in allowed]
+    where = f"not allowed on node {policy.node_name}"
+    if len(dropped) <= _WARN_EACH:
+        warnings = tuple(f"{keys.DATACENTER_IDS}: dropped {dc}: {where}" for dc in dropped)
+    else:
+        warnings = (f"{keys.DATACENTER_IDS}: dropped {name_items(dropped)}: {where}",)
     if not kept:
         raise Denial.of(
             [
                 Problem(
                     field=keys.DATACENTER_IDS,
                     value=",".join(requested),
+                    values=requested if len(requested) > 1 else (),
                     reason=f"none of these data centers is allowed on node {policy.node_name}",
-                    allowed=", ".join(allowed),
+                    allowed=name_items(allowed, limit=20),
                     origin=origin,
                     code=FORBIDDEN,
                 )
@@ -103,22 +110,18 @@ def comply_datacenters(
 def check_pins(pins: tuple[str, ...] | None, *, origin: str, catalog: Catalog) -> None:
     if pins is None:
         return
-    problems = []
-    for pin in pins:
-        if catalog.gpu(pin) is not None:
-            continue
-        hint = _pin_hint(pin, catalog)
-        problems.append(
-            Problem(
+    unknown = [pin for pin in pins if catalog.gpu(pin) is None]
+    if unknown:
+        raise Denial.of(
+            item_problems(
                 field=keys.GPU_TYPES,
-                value=pin,
-                reason=f"unknown GPU type{hint}",
+                items=unknown,
+                reason=lambda pin: f"unknown GPU type{_pin_hint(pin, catalog)}",
+                reason_for_all=f"{len(unknown):,} unknown GPU types",
                 allowed="GPU type ids from the RunPod catalog (the binder publishes them in ConfigMap runpod-catalog)",
                 origin=origin,
             )
         )
-    if problems:
-        raise Denial.of(problems)
 
 
 def _pin_hint(pin: str, catalog: Catalog) -> str:
@@ -159,7 +162,7 @@ def resolve_candidates(demand: Demand, catalog: Catalog) -> tuple[Candidate, ...
 
 def explain_no_candidate(demand: Demand, pool: Sequence[GpuTypeEntry]) -> str:
     """Which constraint emptied the list, naming the cheapest GPU it excluded."""
-    scope = f" among {keys.GPU_TYPES} {', '.join(demand.gpu_types)}" if demand.gpu_types else ""
+    scope = f" among {keys.GPU_TYPES} {name_items(demand.gpu_types)}" if demand.gpu_types else ""
     big = [g for g in pool if g.memory_gb >= demand.memory_gb]
     if not big:
         largest = max(pool, key=lambda g: (g.memory_gb, g.id), default=None)
@@ -211,4 +214,4 @@ def _stocked_in(gpu: GpuTypeEntry, demand: Demand) -> bool:
 def _where(demand: Demand) -> str:
     if demand.datacenter_ids is None:
         return ""
-    return f" in {', '.join(demand.datacenter_ids)}"
+    return f" in {name_items(demand.datacenter_ids)}"

@@ -19,6 +19,8 @@ from typing import Any
 from binder.kubelet_api.options import LogRequestError
 from binder.pods.naming import owner_of
 from contract.annotations import POD_ID, TERMINATED
+from contract.containers import split_containers
+from contract.plan import plan_drop_containers
 
 __all__ = ["LogTarget", "check_ownership", "gone_error", "resolve_target"]
 
@@ -47,6 +49,16 @@ def _names(containers: Any) -> list[str]:
     return [str(c.get("name")) for c in containers if isinstance(c, Mapping) and c.get("name")]
 
 
+def _waiting_reason(pod: Mapping[str, Any], container: str) -> str:
+    """The container's waiting reason as its status shows it (e.g. CreateContainerConfigError)."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or ():
+        if isinstance(status, Mapping) and status.get("name") == container:
+            reason = ((status.get("state") or {}).get("waiting") or {}).get("reason")
+            if isinstance(reason, str) and reason:
+                return reason
+    return "ContainerCreating"
+
+
 def gone_error(*, namespace: str, name: str, pod_id: str) -> LogRequestError:
     """The answer for a finished pod whose lines were not retained (e.g. the binder restarted)."""
     return LogRequestError(
@@ -71,6 +83,8 @@ def resolve_target(
     spec: Mapping[str, Any] = pod.get("spec") or {}
     if spec.get("nodeName") != node_name:
         raise LogRequestError(f"pod {namespace}/{name} is not on node {node_name}", status=404)
+    annotations: Mapping[str, Any] = meta.get("annotations") or {}
+    split = split_containers(spec, plan_drop_containers(annotations))
     main = _names(spec.get("containers"))
     if container not in main:
         others = _names(spec.get("initContainers")) + _names(spec.get("ephemeralContainers"))
@@ -80,17 +94,16 @@ def resolve_target(
                 "init and ephemeral containers are not supported on a RunPod node"
             )
         raise LogRequestError(f'container "{container}" is not valid for pod "{name}"')
-    if container != main[0]:
-        # One RunPod pod runs one container: the pod's first.
+    if container != split.runs:
+        # One RunPod pod runs one container: the first one the plan's drop list does not name.
         raise LogRequestError(
             f'container "{container}" of pod "{name}" does not run on RunPod: '
-            f'a RunPod node runs only the first container ("{main[0]}")'
+            f'a RunPod pod runs one container ("{split.runs}")'
         )
-    annotations: Mapping[str, Any] = meta.get("annotations") or {}
     pod_id = annotations.get(POD_ID)
     if not pod_id:
         raise LogRequestError(
-            f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+            f'container "{container}" in pod "{name}" is waiting to start: {_waiting_reason(pod, container)}'
         )
     terminated = bool(annotations.get(TERMINATED))
     if terminated and not accept_terminated:

@@ -5,7 +5,10 @@ Order of operations for one pod (one worker at a time per pod, see `controller`)
 1. Recover: if this cluster's RunPod pods for this pod UID already exist in the latest list,
    adopt one (terminate extras) and record its id. A recorded attempt with no visible pod is
    only given up once a list taken `VISIBILITY_WINDOW` after the attempt still does not show it.
-2. Gate: creates paused after a 402; env refs resolved (missing -> Event, wait); node policy
+2. Gate: creates paused after a 402; exactly one container to run (the others named in the
+   plan's drop list, an Event says which do not run); env refs resolved (a missing required ref
+   -> waiting CreateContainerConfigError, Mandatory*NotFound Events, retry; an absent optional
+   one -> Optional*NotFound Events, proceed); node policy
    re-checked per candidate (price cap, allowed data centers); budgets (GPU budget, spend
    ceiling) with a ledger reservation.
 3. For each candidate: record intent (`runpod.io/create-attempt` = the deterministic name)
@@ -36,6 +39,7 @@ from typing import Any
 
 from binder.pods.budgets import Usage, budget_violation
 from binder.pods.completion import runpod_args, wants_wrapper
+from binder.pods.containers import NOT_RUN_REASON, not_run_message, unsupported_containers
 from binder.pods.context import PodContext
 from binder.pods.decisions import (
     Next,
@@ -51,15 +55,17 @@ from binder.pods.decisions import (
 from binder.pods.env import (
     EnvResolution,
     EnvSources,
+    config_error,
     decode_secret_data,
-    first_container,
+    ref_event,
     referenced_objects,
     resolve_env,
 )
 from binder.pods.naming import POD_UID_ENV, owner_markers, runpod_pod_name
 from binder.pods.state import pod_annotations
-from binder.pods.status import Failure, state_annotations
+from binder.pods.status import CREATE_CONTAINER_CONFIG_ERROR, Failure, state_annotations
 from contract.annotations import CREATE_ATTEMPT, LAST_FAILURE, POD_ID
+from contract.containers import running_container, split_containers
 from contract.plan import Plan, PlanError, plan_from_annotations
 from kit.kube import Conflict
 from runpod_api.errors import RunPodError
@@ -107,8 +113,9 @@ async def ensure_created(ctx: PodContext, pod: Mapping[str, Any]) -> float | Non
     except PlanError as exc:
         if _is_daemonset_pod(pod):
             # Failing it would make the DaemonSet controller recreate it in a loop: it waits.
-            known.waiting_message = "DaemonSet pods do not run on the RunPod virtual node"
-            await ctx.event(pod, "Warning", "Unsupported", known.waiting_message)
+            why = "DaemonSet pods do not run on the RunPod virtual node"
+            known.wait(why)
+            await ctx.event(pod, "Warning", "Unsupported", why)
             return None
         await _fail(ctx, pod, Failure(reason="InvalidPlan", message=f"cannot run this pod: {exc}"))
         return 0.0
@@ -130,20 +137,34 @@ async def ensure_created(ctx: PodContext, pod: Mapping[str, Any]) -> float | Non
         await _adopt(ctx, pod, recovery.adopt, plan, duplicates=recovery.duplicates)
         return 0.0
     if recovery.kind is RecoveryKind.WAIT:
-        known.waiting_message = "confirming whether an earlier create attempt reached RunPod"
+        known.wait("confirming whether an earlier create attempt reached RunPod")
         return recovery.delay
 
     if (paused := ctx.creates_paused()) > 0:
-        known.waiting_message = "creates paused: the RunPod account balance is too low (402)"
+        known.wait("creates paused: the RunPod account balance is too low (402)")
         return paused
 
-    container = first_container(pod)
+    split = split_containers(pod.get("spec") or {}, plan.drop_containers)
+    if split.runs is None or split.extra or split.extra_init:
+        # Admission refuses such pods; one that got here anyway (admitted before the check, or
+        # without the validating webhook) is not run with containers silently missing.
+        await _fail(ctx, pod, Failure(reason="UnsupportedContainers", message=unsupported_containers(split)))
+        return 0.0
+    container = running_container(pod, plan.drop_containers)
     resolution = await _resolve_env(ctx, pod, container)
     if not resolution.complete:
-        refs = ", ".join(ref.describe() for ref in resolution.missing)
-        known.waiting_message = f"waiting for {refs}"
-        await ctx.event(pod, "Warning", "MissingEnvRef", f"cannot create yet, not found: {refs}")
+        known.wait(
+            config_error(resolution.missing, namespace=pod["metadata"]["namespace"]),
+            reason=CREATE_CONTAINER_CONFIG_ERROR,
+        )
+        for ref in resolution.missing:
+            reason, message = ref_event(ref, optional=False)
+            await ctx.event(pod, "Warning", reason, message)
         return ENV_RETRY
+    known.wait(None)
+    for ref in resolution.absent_optional:
+        reason, message = ref_event(ref, optional=True)
+        await ctx.event(pod, "Warning", reason, message)
     for warning in resolution.warnings:
         await ctx.event(pod, "Warning", "EnvSkipped", warning)
 
@@ -158,6 +179,8 @@ async def ensure_created(ctx: PodContext, pod: Mapping[str, Any]) -> float | Non
             "the container sets no `command`, so its exit cannot be observed on RunPod; "
             "the pod stays Running until it is deleted",
         )
+    if (split.not_run or split.not_run_init) and not known.attempt_at:
+        await ctx.event(pod, "Warning", NOT_RUN_REASON, not_run_message(split))
     args = runpod_args(restart_policy=restart_policy, container=container, uid=uid)
     return await _walk(ctx, pod, plan, container, resolution.env, args, recorded)
 
@@ -269,7 +292,7 @@ async def _walk(
                 # may have POSTed again inside create_pod_safely: the visibility window counts
                 # from now, after its last POST.
                 known.attempt_at = ctx.clock()
-                known.waiting_message = "the last create answer was ambiguous; looking the pod up"
+                known.wait("the last create answer was ambiguous; looking the pod up")
                 await ctx.event(
                     pod, "Warning", step.reason, f"{name}: {step.message}; looking it up before retrying"
                 )
@@ -286,7 +309,7 @@ async def _walk(
                 continue
             if step.next is Next.STOP_PAYMENT:
                 ctx.pause_creates(step.delay)
-                known.waiting_message = "creates paused: the RunPod account balance is too low (402)"
+                known.wait("creates paused: the RunPod account balance is too low (402)")
                 await ctx.event(
                     pod,
                     "Warning",
@@ -298,7 +321,7 @@ async def _walk(
             if step.next is Next.FAIL:
                 await _fail(ctx, pod, Failure(reason=step.reason, message=step.message))
                 return 0.0
-            known.waiting_message = f"{step.reason}: {step.message}"
+            known.wait(f"{step.reason}: {step.message}")
             await ctx.event(pod, "Warning", step.reason, step.message)
             return step.delay
 
@@ -329,18 +352,18 @@ async def _walk(
         return None
 
     if last is None and over_budget is not None:
-        known.waiting_message = over_budget
+        known.wait(over_budget)
         await ctx.event(pod, "Warning", "OverBudget", f"waiting: {over_budget}")
         return BUDGET_RETRY
     if last is None and skipped:
         message = "no candidate of the plan is allowed by node policy now: " + "; ".join(skipped)
-        known.waiting_message = message
+        known.wait(message)
         await ctx.event(pod, "Warning", "PolicyViolation", message)
         return NO_CAPACITY_RETRY
     if wants_catalog_refresh(refusals):
         ctx.request_catalog_refresh()
     detail = last.message if last is not None else "no candidates"
-    known.waiting_message = f"no candidate could be created; last answer: {detail}"
+    known.wait(f"no candidate could be created; last answer: {detail}")
     await ctx.event(pod, "Warning", "NoCapacity", f"every candidate refused; retrying later. Last: {detail}")
     if last is not None:
         await _note_failure(ctx, pod, last)
@@ -351,7 +374,7 @@ async def _record_created(ctx: PodContext, pod: Mapping[str, Any], created: Pod,
     uid = pod["metadata"]["uid"]
     known = ctx.known_for(uid)
     known.attempt_resolved = True
-    known.waiting_message = None
+    known.wait(None)
     known.id_recorded_at = ctx.clock()
     changes: dict[str, str | None] = {POD_ID: created.id, LAST_FAILURE: None}
     changes.update(state_annotations(created, plan.ports))

@@ -19,8 +19,13 @@ RunPod facts that differ from a kubelet: the pod has no IP before RunPod places 
 creation); service-link variables (`*_SERVICE_HOST`) are not injected (cluster services are not
 reachable from RunPod anyway).
 
-A required ref that is missing yields `missing` (the pod waits, with an Event naming the object
-and key, then is retried). Values never appear in `repr`, logs or Events.
+A required ref that is missing yields `missing`: the pod waits with the kubelet's waiting reason
+`CreateContainerConfigError` (message `config_error`, in the kubelet's words) and an Event per
+ref with Virtual Kubelet's reasons (`ref_event`: `MandatorySecretNotFound`,
+`MandatoryConfigMapNotFound`, `Mandatory*KeyNotFound`), then is retried. An optional ref that
+is absent yields `absent_optional`: the variable is left out, the pod proceeds, and the same
+Events say so with `OptionalSecretNotFound` / `OptionalConfigMapNotFound` (`Optional*KeyNotFound`
+for a key). Values never appear in `repr`, logs or Events.
 """
 
 from __future__ import annotations
@@ -64,13 +69,17 @@ RefKind = Literal["Secret", "ConfigMap"]
 
 
 class MissingRef(BaseModel):
-    """A required Secret/ConfigMap (or one key of it) that does not exist yet."""
+    """A Secret/ConfigMap (or one key of an existing one) that does not exist.
+
+    `key` is set only when the object exists but lacks the key; `variable` names the env var
+    of a `secretKeyRef`/`configMapKeyRef` (None for `envFrom`)."""
 
     model_config = ConfigDict(frozen=True)
 
     kind: RefKind
     name: str
     key: str | None = None
+    variable: str | None = None
 
     def describe(self) -> str:
         where = f'{self.kind} "{self.name}"'
@@ -91,7 +100,10 @@ class EnvResolution(BaseModel):
 
     # Never shown: the values are the user's secrets.
     env: dict[str, str] = Field(default_factory=dict, repr=False)
+    # Required refs that are absent: the container cannot be created yet.
     missing: tuple[MissingRef, ...] = ()
+    # Optional refs that are absent: their variables are left out, the pod proceeds.
+    absent_optional: tuple[MissingRef, ...] = ()
     # Things skipped on purpose, for a Warning Event (names only, never values).
     warnings: tuple[str, ...] = ()
 
@@ -135,6 +147,7 @@ def resolve_env(
 ) -> EnvResolution:
     env: dict[str, str] = {}
     missing: list[MissingRef] = []
+    optional: list[MissingRef] = []
     warnings: list[str] = []
 
     for source in container.get("envFrom") or ():
@@ -147,8 +160,8 @@ def resolve_env(
         else:
             continue
         if data is None:
-            if not ref.get("optional", False):
-                missing.append(MissingRef(kind=kind, name=ref.get("name", "")))
+            absent = MissingRef(kind=kind, name=ref.get("name", ""))
+            (optional if ref.get("optional", False) else missing).append(absent)
             continue
         for key in sorted(data):
             name = prefix + key
@@ -167,9 +180,9 @@ def resolve_env(
         value_from = var["valueFrom"] or {}
         value: str | None
         if ref := value_from.get("secretKeyRef"):
-            value = _keyed(ref, "Secret", sources.secrets, missing)
+            value = _keyed(ref, "Secret", sources.secrets, name, missing, optional)
         elif ref := value_from.get("configMapKeyRef"):
-            value = _keyed(ref, "ConfigMap", sources.config_maps, missing)
+            value = _keyed(ref, "ConfigMap", sources.config_maps, name, missing, optional)
         elif ref := value_from.get("fieldRef"):
             value = _field(pod, ref.get("fieldPath", ""))
             if value is None:
@@ -188,23 +201,55 @@ def resolve_env(
         if value is not None:
             env[name] = value
 
+    skipped = tuple(dict.fromkeys(optional))
     if missing:
-        return EnvResolution(missing=tuple(dict.fromkeys(missing)), warnings=tuple(warnings))
-    return EnvResolution(env=env, warnings=tuple(warnings))
+        return EnvResolution(
+            missing=tuple(dict.fromkeys(missing)), absent_optional=skipped, warnings=tuple(warnings)
+        )
+    return EnvResolution(env=env, absent_optional=skipped, warnings=tuple(warnings))
+
+
+def ref_event(ref: MissingRef, *, optional: bool) -> tuple[str, str]:
+    """(Event reason, message) for an absent ref, as Virtual Kubelet providers record them:
+    `MandatorySecretNotFound`, `MandatoryConfigMapKeyNotFound`, `OptionalSecretNotFound`, ...
+    Names only, never values."""
+    noun = "secret" if ref.kind == "Secret" else "configmap"
+    reason = ("Optional" if optional else "Mandatory") + ref.kind + ("KeyNotFound" if ref.key else "NotFound")
+    message = (
+        f'key "{ref.key}" does not exist in {noun} "{ref.name}"'
+        if ref.key
+        else f'{noun} "{ref.name}" not found'
+    )
+    if optional and ref.variable:
+        message = f'skipping optional envvar "{ref.variable}": {message}'
+    return reason, message
+
+
+def config_error(missing: Sequence[MissingRef], *, namespace: str) -> str:
+    """The message of the `CreateContainerConfigError` waiting state, in the kubelet's words."""
+
+    def one(ref: MissingRef) -> str:
+        if ref.key:
+            return f"couldn't find key {ref.key} in {ref.kind} {namespace}/{ref.name}"
+        return f'{"secret" if ref.kind == "Secret" else "configmap"} "{ref.name}" not found'
+
+    return "; ".join(one(ref) for ref in missing)
 
 
 def _keyed(
     ref: Mapping[str, Any],
     kind: RefKind,
     objects: Mapping[str, Mapping[str, str] | None],
+    variable: str,
     missing: list[MissingRef],
+    optional: list[MissingRef],
 ) -> str | None:
     name, key = ref.get("name", ""), ref.get("key", "")
     data = objects.get(name)
     if data is not None and key in data:
         return data[key]
-    if not ref.get("optional", False):
-        missing.append(MissingRef(kind=kind, name=name, key=key if data is not None else None))
+    absent = MissingRef(kind=kind, name=name, key=key if data is not None else None, variable=variable)
+    (optional if ref.get("optional", False) else missing).append(absent)
     return None
 
 
@@ -276,9 +321,3 @@ def _resource(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str | Non
     if divisor <= 0:
         return None
     return str(math.ceil(value / divisor))
-
-
-def first_container(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The container a RunPod pod runs: RunPod pods have exactly one."""
-    containers: Sequence[Mapping[str, Any]] = (pod.get("spec") or {}).get("containers") or ()
-    return containers[0] if containers else {}

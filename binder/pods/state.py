@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from binder.pods.diagnosing import Diagnosis
 from binder.pods.naming import owned_by_cluster
-from binder.pods.status import Failure
+from binder.pods.status import CONTAINER_CREATING, Failure
 from runpod_api.models import Pod
 
 
@@ -60,6 +61,11 @@ class Known:
     exit_code: int | None = None
     finished_at: datetime | None = None
     failure: Failure | None = None
+    # Read once from RunPod's system log when the pod turned ERROR (None: no reason found).
+    diagnosed: bool = False
+    diagnosis: Diagnosis | None = None
+    # Why a pod without a RunPod pod waits: the container's waiting reason and message.
+    waiting_reason: str = CONTAINER_CREATING
     waiting_message: str | None = None
     last_uptime: int | None = None
     restart_count: int | None = None
@@ -68,6 +74,10 @@ class Known:
     terminated: bool = False
     # RunPod ids this process already sent DELETE for (the list may still show them until the next tick).
     deleted_ids: set[str] = field(default_factory=set)
+
+    def wait(self, message: str | None, *, reason: str = CONTAINER_CREATING) -> None:
+        """Record why the pod waits (reason and message change together, never one alone)."""
+        self.waiting_reason, self.waiting_message = reason, message
 
     def effective(self, annotations: Mapping[str, str] | None) -> dict[str, str]:
         """The pod's annotations with this process's own writes laid over them."""

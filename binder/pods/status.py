@@ -6,16 +6,31 @@ the observation time comes in as an argument.
 
 Mapping (notes/runpod-api.md §9.4):
 
-    no RunPod pod yet            Pending, container waiting ContainerCreating (message: why)
+    no RunPod pod yet            Pending, container waiting ContainerCreating (message: why), or
+                                 CreateContainerConfigError while a required Secret/ConfigMap
+                                 reference is missing (as a kubelet says)
     PROVISIONING / STARTING      Pending, waiting ContainerCreating
     RUNNING                      Running, container running; Ready when every http port is up
                                  and every tcp port has a public mapping
     exit marker seen             Succeeded (code 0, Completed) / Failed (code, Error)
+    ERROR, image pull failed     Failed, reason ErrImagePull, container waiting ErrImagePull with
+                                 RunPod's system log line (read once, `diagnosing`)
     ERROR / EXITED unprompted    Failed; no exit code exists, reported as 1 with the reason
+                                 (for ERROR: the last system log line, when there is one)
     failure (422, ProviderDeleted, ...)  Failed with the failure's reason and message
     deleted by the user          Failed, terminated exitCode 137 (killed from outside, as a
                                  kubelet reports a SIGKILLed container)
     unknown RunPod status        Unknown
+
+One container runs (`contract.containers`): the first the plan's drop list does not name. Every
+other container gets a status too, never silence: `waiting` with reason `NotRunOnRunPod` and a
+message saying why, `ready: false`, so `kubectl get pod` shows READY 1/2 and the reason. Init
+containers likewise (`initContainerStatuses`). The pod's Ready and ContainersReady follow the
+container that runs (the user named the others as ones to leave out; a pod that could never be
+Ready would be useless behind a Deployment), and say so: both carry reason
+`ContainersNotRunOnRunPod` and a message naming the containers that do not run; Initialized
+carries `InitContainersNotRunOnRunPod` when init containers were left out. Container statuses
+are sorted by name, as the kubelet sorts them; init container statuses keep spec order.
 
 Timestamps are real: container `startedAt` is RunPod's `startedAt`, or after a restart the
 observation time minus RunPod's uptime; condition `lastTransitionTime` is the observation time of
@@ -31,6 +46,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from binder.pods.containers import not_run_note, not_run_status
+from binder.pods.diagnosing import Diagnosis
 from contract.annotations import (
     CHOSEN_DATACENTER,
     CHOSEN_GPU_TYPE,
@@ -38,7 +55,8 @@ from contract.annotations import (
     PORT_MAPPINGS,
     PUBLIC_IP,
 )
-from contract.plan import Port
+from contract.containers import split_containers
+from contract.plan import Port, plan_drop_containers
 from runpod_api.models import Pod
 
 TERMINAL_PHASES: Final = frozenset({"Succeeded", "Failed"})
@@ -46,6 +64,9 @@ OUR_CONDITIONS: Final = ("Initialized", "ContainersReady", "Ready")
 KILLED_EXIT_CODE: Final = 137
 UNKNOWN_EXIT_CODE: Final = 1
 PENDING_STATUSES: Final = frozenset({"PROVISIONING", "STARTING"})
+CONTAINER_CREATING: Final = "ContainerCreating"
+# The kubelet's waiting reason when a container's config (a required Secret/ConfigMap) is missing.
+CREATE_CONTAINER_CONFIG_ERROR: Final = "CreateContainerConfigError"
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]
 
@@ -72,7 +93,10 @@ class Observation(BaseModel):
     failure: Failure | None = None
     # Graceful deletion finished on RunPod's side.
     deleted: bool = False
+    # Why RunPod reports ERROR, from its system log (`diagnosing`), when known.
+    diagnosis: Diagnosis | None = None
     # Why a pod without a RunPod pod is still waiting (budget, missing Secret, ...).
+    waiting_reason: str = "ContainerCreating"
     waiting_message: str | None = None
 
 
@@ -115,8 +139,9 @@ def build_status(
     current: Mapping[str, Any] = pod.get("status") or {}
     now = observation.observed_at
     spec = pod.get("spec") or {}
+    split = split_containers(spec, plan_drop_containers((pod.get("metadata") or {}).get("annotations") or {}))
     containers = spec.get("containers") or [{}]
-    container = containers[0]
+    container = containers[split.runs_index or 0]
     previous = _container_status(current, container.get("name", ""))
 
     phase: Phase
@@ -165,7 +190,7 @@ def build_status(
             state = {"waiting": {"reason": reason, "message": message}}
     elif runpod is None:
         phase = "Pending"
-        state = {"waiting": _waiting("ContainerCreating", observation.waiting_message)}
+        state = {"waiting": _waiting(observation.waiting_reason, observation.waiting_message)}
     elif runpod.status in PENDING_STATUSES:
         phase = "Pending"
         state = {"waiting": _waiting("ContainerCreating", f"RunPod pod {runpod.id} is {runpod.status}")}
@@ -173,14 +198,19 @@ def build_status(
         phase = "Running"
         ready = ports_ready(runpod, ports)
         state = {"running": {"startedAt": format_time(started_at or now)}}
+    elif runpod.status == "ERROR" and observation.diagnosis is not None and observation.diagnosis.image_pull:
+        # The container never started: waiting, as a kubelet shows a pull that failed.
+        phase, reason, message = "Failed", observation.diagnosis.reason, observation.diagnosis.message
+        state = {"waiting": {"reason": reason, "message": message}}
     elif runpod.status in ("ERROR", "EXITED"):
         phase = "Failed"
         reason = "ProviderError" if runpod.status == "ERROR" else "ProviderStopped"
-        message = (
-            f"RunPod reports the pod {runpod.status}; RunPod exposes no exit code or reason"
-            if runpod.status == "ERROR"
-            else "the RunPod pod was stopped outside Kubernetes (console, balance or maintenance)"
-        )
+        if runpod.status == "EXITED":
+            message = "the RunPod pod was stopped outside Kubernetes (console, balance or maintenance)"
+        elif observation.diagnosis is not None:
+            message = observation.diagnosis.message
+        else:
+            message = "RunPod reports the pod ERROR; RunPod exposes no exit code or reason"
         state = {
             "terminated": _terminated(
                 code=UNKNOWN_EXIT_CODE,
@@ -206,18 +236,37 @@ def build_status(
     if runpod is not None:
         container_status["containerID"] = f"runpod://{runpod.id}"
 
-    initialized = "True"
+    ready_note = not_run_note(split)
+    init_note = (
+        (
+            "InitContainersNotRunOnRunPod",
+            "init containers not run on RunPod: " + ", ".join(split.not_run_init),
+        )
+        if split.not_run_init
+        else None
+    )
     conditions = [
-        _condition(current, "Initialized", initialized, now),
-        _condition(current, "ContainersReady", "True" if ready else "False", now),
-        _condition(current, "Ready", "True" if ready else "False", now),
+        _condition(current, "Initialized", "True", now, init_note),
+        _condition(current, "ContainersReady", "True" if ready else "False", now, ready_note),
+        _condition(current, "Ready", "True" if ready else "False", now, ready_note),
+    ]
+    not_run = [
+        not_run_status(c, runs=container.get("name", ""), named=c.get("name") in split.dropped)
+        for c in spec.get("containers") or ()
+        if isinstance(c, Mapping) and c.get("name") in split.not_run
     ]
     status: dict[str, Any] = {
         "phase": phase,
         "conditions": _merge_conditions(current, conditions),
-        "containerStatuses": [container_status],
+        "containerStatuses": sorted([container_status, *not_run], key=lambda c: str(c["name"])),
         "startTime": current.get("startTime") or format_time(now),
     }
+    if split.not_run_init:
+        status["initContainerStatuses"] = [
+            not_run_status(c, runs=container.get("name", ""), named=c.get("name") in split.dropped_init)
+            for c in spec.get("initContainers") or ()
+            if isinstance(c, Mapping)
+        ]
     public_ip = runpod.public_ip if runpod is not None else None
     if public_ip:
         status["podIP"] = public_ip
@@ -321,14 +370,20 @@ def _container_status(current: Mapping[str, Any], name: str) -> Mapping[str, Any
     return {}
 
 
-def _condition(current: Mapping[str, Any], kind: str, value: str, now: datetime) -> dict[str, Any]:
+def _condition(
+    current: Mapping[str, Any], kind: str, value: str, now: datetime, note: tuple[str, str] | None = None
+) -> dict[str, Any]:
+    """A condition; its lastTransitionTime is kept while its status holds. `note` = (reason, message)."""
+    built: dict[str, Any] = {"type": kind, "status": value, "lastTransitionTime": format_time(now)}
     for condition in current.get("conditions") or ():
         if condition.get("type") == kind and condition.get("status") == value:
-            kept = {"type": kind, "status": value}
+            built.pop("lastTransitionTime")
             if condition.get("lastTransitionTime"):
-                kept["lastTransitionTime"] = condition["lastTransitionTime"]
-            return kept
-    return {"type": kind, "status": value, "lastTransitionTime": format_time(now)}
+                built["lastTransitionTime"] = condition["lastTransitionTime"]
+            break
+    if note is not None:
+        built["reason"], built["message"] = note
+    return built
 
 
 def _merge_conditions(current: Mapping[str, Any], ours: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 The sync loop (in `controller`) makes ONE `list_pods()` call per tick and stores it as the
 `Snapshot`; this module never lists. Per pod it reads the pod's RunPod pod from the snapshot,
 and calls RunPod for that pod only when the list does not show a recorded id (one GET to tell
-"not visible yet" from "gone", then never again for that pod).
+"not visible yet" from "gone", then never again for that pod), and once when the pod turns
+ERROR (one read of its system log for the reason, `diagnosing`).
 
 Per pod and tick at most one annotation patch and one status patch, each only when something
 changed. Decisions come from `status` (pure); this module applies them and records Events for
@@ -20,7 +21,7 @@ from binder.pods.completion import ExitWatcher, wants_wrapper
 from binder.pods.context import PodContext
 from binder.pods.decisions import GONE_STATUSES
 from binder.pods.deleting import terminate_runpod
-from binder.pods.env import first_container
+from binder.pods.diagnosing import Diagnosis, diagnose_error, read_system_tail
 from binder.pods.naming import owned_by_pod
 from binder.pods.state import pod_annotations
 from binder.pods.status import (
@@ -33,7 +34,8 @@ from binder.pods.status import (
     status_patch,
 )
 from contract.annotations import EXIT_CODE, POD_ID, TERMINATED
-from contract.plan import plan_ports
+from contract.containers import running_container
+from contract.plan import plan_drop_containers, plan_ports
 from runpod_api.errors import RunPodError, RunPodNotFound
 from runpod_api.models import Pod
 
@@ -47,6 +49,7 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
     known = ctx.known_for(uid)
     annotations = known.effective(pod_annotations(pod))
     ports = plan_ports(annotations)
+    container = running_container(pod, plan_drop_containers(annotations))
     snapshot = ctx.snapshot
     if snapshot is None:
         return 1.0
@@ -89,12 +92,25 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
             known.deleted_ids.add(extra.id)
             await ctx.event(pod, "Warning", "DuplicateTerminated", f"terminated extra RunPod pod {extra.id}")
 
+    if (
+        runpod is not None
+        and runpod.status == "ERROR"
+        and not known.diagnosed
+        and known.failure is None
+        and known.exit_code is None
+        and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
+    ):
+        # Once per pod: RunPod's only clue to an ERROR is the pod's system log (`diagnosing`).
+        known.diagnosed = True
+        lines = await read_system_tail(ctx.runpod, runpod.id)
+        known.diagnosis = diagnose_error(lines, image=container.get("image", ""))
+
     exit_text = annotations.get(EXIT_CODE)
     if known.exit_code is None and exit_text is not None and exit_text.lstrip("-").isdigit():
         known.exit_code = int(exit_text)
 
     uptime = runpod.runtime.uptime if runpod is not None and runpod.runtime is not None else None
-    current_restarts = _restart_count(pod)
+    current_restarts = _restart_count(pod, container.get("name", ""))
     restarts = count_restarts(
         previous_uptime=known.last_uptime,
         uptime=uptime,
@@ -112,6 +128,8 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
         exit_code=known.exit_code,
         finished_at=known.finished_at,
         failure=known.failure,
+        diagnosis=known.diagnosis,
+        waiting_reason=known.waiting_reason,
         waiting_message=known.waiting_message,
     )
     desired = build_status(pod=pod, runpod=runpod, observation=observation, ports=ports)
@@ -135,14 +153,14 @@ async def sync_pod(ctx: PodContext, pod: Mapping[str, Any], watcher: ExitWatcher
         ctx.fence()
         await ctx.kube.patch_status(metadata["namespace"], metadata["name"], patch, uid=uid)
     if status_changes is not None:
-        await _transition_events(ctx, pod, desired, runpod)
+        await _transition_events(ctx, pod, desired, runpod, known.diagnosis)
 
     restart_policy = (pod.get("spec") or {}).get("restartPolicy")
     if (
         runpod is not None
         and runpod.status == "RUNNING"
         and known.exit_code is None
-        and wants_wrapper(restart_policy=restart_policy, container=first_container(pod))
+        and wants_wrapper(restart_policy=restart_policy, container=container)
     ):
         watcher.watch(key, pod_id=runpod.id, uid=uid)
 
@@ -189,7 +207,11 @@ def record_exit(ctx: PodContext, uid: str, code: int) -> None:
 
 
 async def _transition_events(
-    ctx: PodContext, pod: Mapping[str, Any], desired: Mapping[str, Any], runpod: Pod | None
+    ctx: PodContext,
+    pod: Mapping[str, Any],
+    desired: Mapping[str, Any],
+    runpod: Pod | None,
+    diagnosis: Diagnosis | None,
 ) -> None:
     before = (pod.get("status") or {}).get("phase")
     after = desired.get("phase")
@@ -201,6 +223,8 @@ async def _transition_events(
         await ctx.event(pod, "Normal", "Started", f"RunPod pod {runpod.id} is running")
     elif after == "Succeeded":
         await ctx.event(pod, "Normal", "Completed", "the container exited with code 0")
+    elif after == "Failed" and diagnosis is not None and desired.get("reason") == diagnosis.reason:
+        await ctx.event(pod, "Warning", diagnosis.event_reason, diagnosis.event_message)
     elif after == "Failed":
         message = desired.get("message") or _exit_message(desired)
         await ctx.event(pod, "Warning", desired.get("reason") or "Failed", message)
@@ -218,7 +242,9 @@ def _ready(status: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
 
 
-def _restart_count(pod: Mapping[str, Any]) -> int:
+def _restart_count(pod: Mapping[str, Any], name: str) -> int:
+    """The restart count the pod shows for the container that runs (statuses are sorted by name)."""
     for container in (pod.get("status") or {}).get("containerStatuses") or ():
-        return int(container.get("restartCount") or 0)
+        if container.get("name") == name:
+            return int(container.get("restartCount") or 0)
     return 0

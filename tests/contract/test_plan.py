@@ -81,3 +81,15 @@ def test_a_malformed_plan_names_the_offending_key(key: str, value: str, message:
 def test_ports_outside_port_slash_protocol_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"PORT/http or PORT/tcp|1\.\.65535"):
         parse_port(text)
+
+
+def test_the_drop_list_round_trips_and_is_omitted_when_empty() -> None:
+    from contract.plan import PLAN_DROP_CONTAINERS, plan_drop_containers
+
+    plan = _plan(drop_containers=("istio-proxy", "setup"))
+    annotations = plan_to_annotations(plan)
+    assert annotations[PLAN_DROP_CONTAINERS] == "istio-proxy,setup"
+    assert plan_from_annotations(annotations) == plan
+    assert plan_drop_containers(annotations) == ("istio-proxy", "setup")
+    assert PLAN_DROP_CONTAINERS not in plan_to_annotations(_plan())
+    assert plan_drop_containers({}) == ()

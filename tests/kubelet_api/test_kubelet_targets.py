@@ -11,6 +11,7 @@ from binder.kubelet_api.options import LogRequestError
 from binder.kubelet_api.targets import LogTarget, check_ownership, resolve_target
 from binder.pods.naming import owner_markers
 from contract.annotations import POD_ID, TERMINATED
+from contract.plan import Candidate, Plan, plan_to_annotations
 
 NODE = "virtual-runpod"
 UID = "0b5c8e9a-1111-2222-3333-444455556666"
@@ -60,16 +61,43 @@ def test_an_unknown_container_is_refused_in_the_kubelets_words() -> None:
 
 
 def test_containers_that_do_not_run_on_runpod_are_refused_with_the_reason() -> None:
-    with pytest.raises(LogRequestError, match='only the first container \\("main"\\)'):
+    with pytest.raises(LogRequestError, match='a RunPod pod runs one container \\("main"\\)'):
         resolve(pod(), "sidecar")
     with pytest.raises(LogRequestError, match="init and ephemeral containers"):
         resolve(pod(), "setup")
+
+
+def test_the_container_that_runs_is_the_first_the_drop_list_does_not_name() -> None:
+    plan = Plan(
+        candidates=(Candidate(gpu_type_id="NVIDIA A40", usd_per_hour=0.44),),
+        gpu_count=1,
+        cloud="SECURE",
+        container_disk_gb=50,
+        max_gpu_price=0.5,
+        catalog_revision="r1",
+        drop_containers=("main", "setup"),
+    )
+    raw = pod(**plan_to_annotations(plan))
+    assert resolve(raw, "sidecar").runpod_pod_id == "rp-123"
+    with pytest.raises(
+        LogRequestError, match='does not run on RunPod: a RunPod pod runs one container \\("sidecar"\\)'
+    ):
+        resolve(raw, "main")
 
 
 def test_a_pod_not_yet_created_on_runpod_is_waiting_to_start() -> None:
     raw = pod()
     del raw["metadata"]["annotations"][POD_ID]
     with pytest.raises(LogRequestError, match="is waiting to start: ContainerCreating"):
+        resolve(raw)
+    raw["status"] = {
+        "containerStatuses": [
+            {"name": "main", "state": {"waiting": {"reason": "CreateContainerConfigError"}}}
+        ]
+    }
+    with pytest.raises(
+        LogRequestError, match='"main" in pod "train" is waiting to start: CreateContainerConfigError'
+    ):
         resolve(raw)
 
 

@@ -135,6 +135,23 @@ def test_crash_and_failing_image_put_the_pod_in_error(contract: Contract) -> Non
         assert api.get(f"/v2/pods/{good['id']}").json()["cost"] == 0.0
 
 
+def test_an_image_made_unpullable_at_runtime_errors_with_only_a_system_log_line_to_say_why(
+    api: httpx.Client, sandbox: Any
+) -> None:
+    sandbox.admin.fail_images(["ghcr.io/acme/private:2"])
+    pod = api.post("/v2/pods", json={**POD_BODY, "image": "ghcr.io/acme/private:2"}).json()
+    errored = wait_status(api, pod["id"], "ERROR")
+    assert "reason" not in errored and errored["startedAt"] is None  # RunPod has no reason field
+    system = logs_snapshot(api, pod["id"], source="system")
+    assert system[-1] == (
+        "error pulling image ghcr.io/acme/private:2: pull access denied or repository not found"
+    )
+    assert logs_snapshot(api, pod["id"], source="container") == []
+    sandbox.admin.fail_images([])
+    again = api.post("/v2/pods", json={**POD_BODY, "image": "ghcr.io/acme/private:2"}).json()
+    assert wait_status(api, again["id"], "RUNNING")["status"] == "RUNNING"
+
+
 def test_patch_of_args_recreates_the_running_container(api: httpx.Client) -> None:
     pod = api.post("/v2/pods", json={**POD_BODY, "args": "sh -c 'echo v1; sleep infinity'"}).json()
     wait_status(api, pod["id"], "RUNNING")

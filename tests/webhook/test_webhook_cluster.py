@@ -8,6 +8,7 @@ so other tests sharing the control plane never reach this webhook.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import subprocess
@@ -23,7 +24,7 @@ import httpx
 import pytest
 from webhook_samples import gpu_pod, sample_catalog
 
-from certs.material import Action, Renewal, issue, service_dns_names, trust_bundle
+from certs.material import Action, Material, Renewal, issue, service_dns_names, trust_bundle
 from contract.plan import plan_from_annotations
 from contract.policy import CATALOG_CONFIGMAP, CATALOG_CONFIGMAP_KEY
 from controlplane import ControlPlane
@@ -71,15 +72,8 @@ def deployed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFacto
             "data": {CATALOG_CONFIGMAP_KEY: sample_catalog().to_json()},
         },
     ).raise_for_status()
-    material = issue(
-        Renewal(Action.NEW_CA, "test"),
-        None,
-        now=datetime.now(UTC),
-        names=service_dns_names(service=SERVICE, namespace=namespace),
-    )
     tls = tmp_path_factory.mktemp("webhook-tls")
-    (tls / "tls.crt").write_bytes(material.cert_pem)
-    (tls / "tls.key").write_bytes(material.key_pem)
+    material = _serving_material(tls, service=SERVICE, namespace=namespace)
     port = _free_port()
     process = subprocess.Popen(
         [
@@ -131,6 +125,19 @@ def deployed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFacto
             process.kill()
             process.communicate()
         http.delete(f"/api/v1/namespaces/{namespace}")
+
+
+def _serving_material(directory: Path, *, service: str, namespace: str) -> Material:
+    """A fresh CA and a serving certificate for `service`, written as tls.crt and tls.key."""
+    material = issue(
+        Renewal(Action.NEW_CA, "test"),
+        None,
+        now=datetime.now(UTC),
+        names=service_dns_names(service=service, namespace=namespace),
+    )
+    (directory / "tls.crt").write_bytes(material.cert_pem)
+    (directory / "tls.key").write_bytes(material.key_pem)
+    return material
 
 
 def _wait_ready(process: subprocess.Popen[str], port: int, ca_pem: bytes, tls: Path) -> None:
@@ -325,3 +332,160 @@ def test_an_unrelated_pod_is_admitted_while_the_webhook_is_down(
         control_plane.kubectl(
             "delete", "mutatingwebhookconfiguration,validatingwebhookconfiguration", name, check=False
         )
+
+
+class _Injector:
+    """A sidecar injector: a second mutating webhook, ordered after ours by configuration name,
+    that appends an `istio-proxy` container to every pod it sees (and notes whether our plan was
+    already on it, which proves it ran after us)."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        import http.server
+        import ssl
+        import threading
+
+        self.saw_plan: list[bool] = []
+        injector = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                request = review["request"]
+                annotations = request["object"]["metadata"].get("annotations") or {}
+                injector.saw_plan.append("plan.runpod.io/version" in annotations)
+                patch = [{"op": "add", "path": "/spec/containers/-", "value": _SIDECAR}]
+                body = json.dumps(
+                    {
+                        "apiVersion": "admission.k8s.io/v1",
+                        "kind": "AdmissionReview",
+                        "response": {
+                            "uid": request["uid"],
+                            "allowed": True,
+                            "patchType": "JSONPatch",
+                            "patch": base64.b64encode(json.dumps(patch).encode()).decode(),
+                        },
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, name="sidecar-injector", daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+_SIDECAR = {"name": "istio-proxy", "image": "istio/proxyv2:1.24.0"}
+_INJECT_LABEL = "runpod-kubelet.test/inject"
+
+
+@pytest.fixture
+def injector(deployed: Deployed, tmp_path: Path) -> Iterator[_Injector]:
+    service = "sidecar-injector"
+    material = _serving_material(tmp_path, service=service, namespace=deployed.namespace)
+    server = _Injector(tmp_path / "tls.crt", tmp_path / "tls.key")
+    route = deployed.plane.route_service_to_local_port(deployed.namespace, service, server.port)
+    # Mutating webhooks run in the order of their configurations' names: "zz-" sorts after ours.
+    name = f"zz-sidecar-injector-{deployed.label}"
+    configuration = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": "inject.sidecar.test",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "reinvocationPolicy": "Never",
+                "clientConfig": {
+                    "service": {
+                        "name": service,
+                        "namespace": deployed.namespace,
+                        "path": "/inject",
+                        "port": 443,
+                    },
+                    "caBundle": base64.b64encode(trust_bundle(material)).decode(),
+                },
+                "rules": [
+                    {
+                        "operations": ["CREATE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {LABEL: deployed.label}},
+                "objectSelector": {"matchLabels": {_INJECT_LABEL: "true"}},
+            }
+        ],
+    }
+    _apply(deployed.plane, configuration)
+    try:
+        yield server
+    finally:
+        deployed.plane.kubectl("delete", "mutatingwebhookconfiguration", name, check=False)
+        route.close()
+        server.close()
+
+
+def _injected_manifest(name: str, annotations: dict[str, str] | None = None) -> str:
+    pod = gpu_pod(annotations=annotations)
+    pod["metadata"]["labels"] = {_INJECT_LABEL: "true"}
+    return _manifest(pod, name)
+
+
+def test_a_sidecar_injected_after_our_webhook_is_refused_by_validation(
+    deployed: Deployed, user_namespace: str, injector: _Injector
+) -> None:
+    plane = deployed.plane
+    deadline = time.monotonic() + _WAIT
+    result = plane.kubectl(
+        "create", "-n", user_namespace, "-f", "-", input=_injected_manifest("meshed"), check=False
+    )
+    while "inject.sidecar.test" in result.stderr and time.monotonic() < deadline:
+        time.sleep(0.2)  # the injector's Service route is still settling
+        result = plane.kubectl(
+            "create", "-n", user_namespace, "-f", "-", input=_injected_manifest("meshed"), check=False
+        )
+    assert result.returncode != 0
+    assert 'admission webhook "validate.runpod-kubelet.io" denied the request' in result.stderr
+    assert (
+        "this pod has 2 containers (main, istio-proxy): main would run; istio-proxy would not"
+        in result.stderr
+    )
+    assert 'runpod.io/drop-containers: "istio-proxy"' in result.stderr
+    assert injector.saw_plan and all(injector.saw_plan), "the injector must run after our mutating webhook"
+
+    named = _injected_manifest("meshed-ok", {"runpod.io/drop-containers": "istio-proxy"})
+    plane.kubectl("create", "-n", user_namespace, "-f", "-", input=named)
+    stored = _get_pod(plane, user_namespace, "meshed-ok")
+    assert [c["name"] for c in stored["spec"]["containers"]] == ["main", "istio-proxy"]
+    assert plan_from_annotations(stored["metadata"]["annotations"]).drop_containers == ("istio-proxy",)
+
+
+def test_a_three_container_pod_is_refused_by_the_mutating_webhook_naming_them(
+    deployed: Deployed, user_namespace: str
+) -> None:
+    pod = gpu_pod()
+    pod["spec"]["containers"] += [{"name": "sidecar", "image": "x:1"}, {"name": "logger", "image": "y:1"}]
+    result = deployed.plane.kubectl(
+        "create", "-n", user_namespace, "-f", "-", input=_manifest(pod, "three"), check=False
+    )
+    assert result.returncode != 0
+    assert 'admission webhook "mutate.runpod-kubelet.io" denied the request' in result.stderr
+    assert "3 containers (main, sidecar, logger): main would run; sidecar, logger would not" in result.stderr

@@ -40,6 +40,7 @@ def make_plan(
     gpu_count: int = 1,
     ports: tuple[str, ...] = (),
     max_gpu_price: float = 2.0,
+    drop_containers: tuple[str, ...] = (),
 ) -> Plan:
     return Plan(
         candidates=tuple(Candidate(gpu=g, dc=dc, usdPerHour=usd) for g, dc, usd in candidates),
@@ -50,6 +51,7 @@ def make_plan(
         container_disk_gb=20,
         max_gpu_price=max_gpu_price,
         catalog_revision="test",
+        drop_containers=drop_containers,
     )
 
 
@@ -63,7 +65,10 @@ def pod_manifest(
     env: list[dict[str, Any]] | None = None,
     image: str = "nvidia/cuda:12.4.1-base-ubuntu22.04",
     extra_annotations: dict[str, str] | None = None,
+    sidecars: tuple[str, ...] = (),
+    init_containers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """A pod bound to `node`; `sidecars` and `init_containers` are extra containers by name."""
     container: dict[str, Any] = {"name": "main", "image": image}
     if command is not None:
         container["command"] = command
@@ -81,7 +86,12 @@ def pod_manifest(
             "restartPolicy": restart_policy,
             "terminationGracePeriodSeconds": 30,
             "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
-            "containers": [container],
+            "containers": [container, *({"name": n, "image": f"{n}:1"} for n in sidecars)],
+            **(
+                {"initContainers": [{"name": n, "image": f"{n}:1"} for n in init_containers]}
+                if init_containers
+                else {}
+            ),
         },
     }
 
@@ -189,6 +199,11 @@ async def wait_for(
 
 def phase(pod: dict[str, Any] | None) -> str | None:
     return None if pod is None else (pod.get("status") or {}).get("phase")
+
+
+async def running_and_ready(h: Harness, name: str) -> bool:
+    pod = await h.pod(name)
+    return phase(pod) == "Running" and condition(pod, "Ready") == "True"
 
 
 def condition(pod: dict[str, Any] | None, kind: str) -> str | None:

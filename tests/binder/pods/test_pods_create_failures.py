@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pods_support import Harness, make_plan, phase, wait_for
+from pods_support import Harness, make_plan, phase, pod_manifest, wait_for
 
 from contract.annotations import CREATE_ATTEMPT, POD_ID
 
@@ -99,12 +99,22 @@ async def test_a_missing_secret_holds_the_pod_until_it_exists_and_its_value_reac
     created = await h.create_pod("needs-secret", env=env)
 
     async def waiting() -> bool:
-        return "MissingEnvRef" in await h.reasons("needs-secret")
+        pod = await h.pod("needs-secret")
+        states = [c["state"] for c in ((pod or {}).get("status") or {}).get("containerStatuses") or ()]
+        return "MandatorySecretNotFound" in await h.reasons("needs-secret") and any(
+            s.get("waiting", {}).get("reason") == "CreateContainerConfigError" for s in states
+        )
 
-    await wait_for(waiting, what="MissingEnvRef event")
+    await wait_for(waiting, what="MandatorySecretNotFound event and CreateContainerConfigError")
     assert h.runpod_pods() == []
-    events = await h.events("needs-secret")
-    assert any('Secret "creds"' in e["message"] for e in events)
+    events = {e["reason"]: e["message"] for e in await h.events("needs-secret")}
+    assert events["MandatorySecretNotFound"] == 'secret "creds" not found'
+    pod = await h.pod("needs-secret")
+    assert pod is not None
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"] == {
+        "reason": "CreateContainerConfigError",
+        "message": 'secret "creds" not found',
+    }
     from kit.kube import post_json
 
     await post_json(
@@ -122,6 +132,26 @@ async def test_a_missing_secret_holds_the_pod_until_it_exists_and_its_value_reac
     assert pods[0]["env"]["TOKEN"] == "t0ps3cret"
     assert pods[0]["env"]["POD_NAME"] == "needs-secret"
     assert all("t0ps3cret" not in e["message"] for e in await h.events("needs-secret"))
+
+
+async def test_absent_optional_refs_are_recorded_and_the_pod_runs_without_them(pods_harness: Harness) -> None:
+    h = pods_harness
+    await h.start()
+    env = [
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "maybe", "key": "t", "optional": True}}},
+        {"name": "KEEP", "value": "1"},
+    ]
+    pod = pod_manifest("optional-refs", h.node, env=env)
+    pod["spec"]["containers"][0]["envFrom"] = [{"configMapRef": {"name": "extra", "optional": True}}]
+    from kit.kube import post_json
+
+    created = await post_json(h.api, f"/api/v1/namespaces/{h.namespace}/pods", pod)
+    await wait_for(lambda: _running(h, "optional-refs"), within=45, what="Running without the optional refs")
+    events = {e["reason"]: e["message"] for e in await h.events("optional-refs")}
+    assert events["OptionalConfigMapNotFound"] == 'configmap "extra" not found'
+    assert events["OptionalSecretNotFound"] == 'skipping optional envvar "TOKEN": secret "maybe" not found'
+    [runpod] = h.runpod_pods(created["metadata"]["uid"])
+    assert runpod["env"]["KEEP"] == "1" and "TOKEN" not in runpod["env"]
 
 
 async def test_a_pod_over_the_gpu_budget_waits_until_gpus_free_up(pods_harness: Harness) -> None:
@@ -225,4 +255,36 @@ async def test_a_pod_billed_above_the_cap_is_terminated_and_fails(pods_harness: 
 
 
 async def _no_runpod(h: Harness, uid: str) -> bool:
+    return h.runpod_pods(uid) == []
+
+
+async def test_an_image_runpod_cannot_pull_fails_as_err_image_pull_after_one_log_read(
+    pods_harness: Harness,
+) -> None:
+    h = pods_harness
+    image = "ghcr.io/acme/private:1"
+    h.sandbox.admin.fail_images([image])
+    await h.start()
+    created = await h.create_pod("unpullable", image=image)
+
+    async def failed() -> bool:
+        return phase(await h.pod("unpullable")) == "Failed"
+
+    await wait_for(failed, what="pod Failed")
+    pod = await h.pod("unpullable")
+    assert pod is not None
+    line = f"error pulling image {image}: pull access denied or repository not found"
+    assert (pod["status"]["reason"], pod["status"]["message"]) == ("ErrImagePull", f"RunPod: {line}")
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"] == {
+        "reason": "ErrImagePull",
+        "message": f"RunPod: {line}",
+    }
+    events = {e["reason"]: e["message"] for e in await h.events("unpullable")}
+    assert events["Failed"] == f'Failed to pull image "{image}": {line} (RunPod system log)'
+    await wait_for(lambda: _no_runpod_pod(h, created["metadata"]["uid"]), what="the ERROR pod terminated")
+    # The reason cost one log request, once: no per-tick calls beyond the list.
+    assert h.sandbox.admin.state()["requests"].get("GET /v2/pods/{id}/logs") == 1
+
+
+async def _no_runpod_pod(h: Harness, uid: str) -> bool:
     return h.runpod_pods(uid) == []

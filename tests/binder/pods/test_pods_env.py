@@ -9,8 +9,11 @@ import pytest
 
 from binder.pods.env import (
     EnvSources,
+    MissingRef,
+    config_error,
     decode_secret_data,
     parse_quantity,
+    ref_event,
     referenced_objects,
     resolve_env,
 )
@@ -95,6 +98,73 @@ def test_optional_refs_that_are_missing_leave_the_variable_out() -> None:
     result = resolve_env(pod=POD, container=container, sources=sources)
     assert result.complete
     assert result.env == {"KEEP": "1"}
+    assert [ref_event(ref, optional=True) for ref in result.absent_optional] == [
+        ("OptionalSecretNotFound", 'secret "absent" not found'),
+        (
+            "OptionalSecretKeyNotFound",
+            'skipping optional envvar "T": key "nokey" does not exist in secret "creds"',
+        ),
+        ("OptionalConfigMapNotFound", 'skipping optional envvar "C": configmap "gone" not found'),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ref", "optional", "reason", "message"),
+    [
+        (MissingRef(kind="Secret", name="s"), False, "MandatorySecretNotFound", 'secret "s" not found'),
+        (
+            MissingRef(kind="ConfigMap", name="c"),
+            False,
+            "MandatoryConfigMapNotFound",
+            'configmap "c" not found',
+        ),
+        (
+            MissingRef(kind="Secret", name="s", key="k", variable="V"),
+            False,
+            "MandatorySecretKeyNotFound",
+            'key "k" does not exist in secret "s"',
+        ),
+        (
+            MissingRef(kind="ConfigMap", name="c", key="k", variable="V"),
+            False,
+            "MandatoryConfigMapKeyNotFound",
+            'key "k" does not exist in configmap "c"',
+        ),
+        (MissingRef(kind="Secret", name="s"), True, "OptionalSecretNotFound", 'secret "s" not found'),
+        (
+            MissingRef(kind="ConfigMap", name="c"),
+            True,
+            "OptionalConfigMapNotFound",
+            'configmap "c" not found',
+        ),
+        (
+            MissingRef(kind="Secret", name="s", variable="V"),
+            True,
+            "OptionalSecretNotFound",
+            'skipping optional envvar "V": secret "s" not found',
+        ),
+        (
+            MissingRef(kind="ConfigMap", name="c", key="k", variable="V"),
+            True,
+            "OptionalConfigMapKeyNotFound",
+            'skipping optional envvar "V": key "k" does not exist in configmap "c"',
+        ),
+    ],
+)
+def test_absent_refs_get_virtual_kubelets_event_reasons(
+    ref: MissingRef, optional: bool, reason: str, message: str
+) -> None:
+    assert ref_event(ref, optional=optional) == (reason, message)
+
+
+def test_the_waiting_message_says_what_is_missing_as_a_kubelet_does() -> None:
+    missing = (
+        MissingRef(kind="Secret", name="creds"),
+        MissingRef(kind="ConfigMap", name="cfg", key="mode", variable="MODE"),
+    )
+    assert config_error(missing, namespace="ns1") == (
+        'secret "creds" not found; couldn\'t find key mode in ConfigMap ns1/cfg'
+    )
 
 
 def test_downward_api_field_refs() -> None:

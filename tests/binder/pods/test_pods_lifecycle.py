@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pods_support import Harness, condition, make_plan, phase, wait_for
+from pods_support import Harness, make_plan, phase, running_and_ready, wait_for
 
 from binder.events import EventRecorder
 from binder.pods.kubeapi import KubePods, PodGone
@@ -15,11 +15,7 @@ async def test_a_pod_runs_becomes_ready_and_delete_leaves_no_runpod_pod(pods_har
     created = await h.create_pod("web", plan=make_plan(ports=("8888/http",)))
     uid = created["metadata"]["uid"]
 
-    async def ready() -> bool:
-        pod = await h.pod("web")
-        return phase(pod) == "Running" and condition(pod, "Ready") == "True"
-
-    await wait_for(ready, what="pod Running and Ready")
+    await wait_for(lambda: running_and_ready(h, "web"), what="pod Running and Ready")
     pod = await h.pod("web")
     assert pod is not None
     annotations = pod["metadata"]["annotations"]

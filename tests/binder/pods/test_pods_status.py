@@ -75,6 +75,15 @@ def test_no_runpod_pod_yet_is_pending_with_the_waiting_reason() -> None:
     assert "podIP" not in status
 
 
+def test_a_missing_required_env_ref_waits_as_create_container_config_error() -> None:
+    observation = obs(waiting_reason="CreateContainerConfigError", waiting_message='secret "creds" not found')
+    status = build_status(pod=k8s_pod(), runpod=None, observation=observation, ports=[])
+    assert status["phase"] == "Pending"
+    assert status["containerStatuses"][0]["state"] == {
+        "waiting": {"reason": "CreateContainerConfigError", "message": 'secret "creds" not found'}
+    }
+
+
 def test_provisioning_and_starting_are_pending_container_creating() -> None:
     for state in ("PROVISIONING", "STARTING"):
         status = build_status(pod=k8s_pod(), runpod=runpod(state), observation=obs(), ports=[HTTP])
@@ -166,6 +175,35 @@ def test_runpod_error_is_failed_without_inventing_success() -> None:
     assert status["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
 
 
+def test_an_image_pull_error_is_err_image_pull_with_runpods_line_as_a_kubelet_shows_it() -> None:
+    from binder.pods.diagnosing import diagnose_error
+
+    line = "error pulling image ghcr.io/acme/x:1: pull access denied or repository not found"
+    diagnosis = diagnose_error([line], image="ghcr.io/acme/x:1")
+    status = build_status(
+        pod=k8s_pod(), runpod=runpod("ERROR"), observation=obs(diagnosis=diagnosis), ports=[]
+    )
+    assert status["phase"] == "Failed"
+    assert (status["reason"], status["message"]) == ("ErrImagePull", f"RunPod: {line}")
+    assert status["containerStatuses"][0]["state"] == {
+        "waiting": {"reason": "ErrImagePull", "message": f"RunPod: {line}"}
+    }
+
+
+def test_another_runpod_error_quotes_its_last_system_line() -> None:
+    from binder.pods.diagnosing import diagnose_error
+
+    diagnosis = diagnose_error(["container crashed: unrecoverable error on host"], image="x")
+    status = build_status(
+        pod=k8s_pod(), runpod=runpod("ERROR"), observation=obs(diagnosis=diagnosis), ports=[]
+    )
+    assert status["reason"] == "ProviderError"
+    terminated = status["containerStatuses"][0]["state"]["terminated"]
+    assert terminated["message"].endswith(
+        "its last system log line: container crashed: unrecoverable error on host"
+    )
+
+
 def test_provider_deletion_fails_the_pod_with_a_reason() -> None:
     running = k8s_pod(build_status(pod=k8s_pod(), runpod=runpod(), observation=obs(), ports=[]))
     failure = Failure(reason="ProviderDeleted", message="gone")
@@ -213,3 +251,80 @@ def test_state_annotations_mirror_the_runpod_pod() -> None:
         "runpod.io/port-mappings": "8888/http=https://rp1-8888.proxy.runpod.net,22/tcp=195.26.233.3:34446",
     }
     assert port_mappings(runpod("STARTING"), [HTTP]) == ""
+
+
+def _multi_pod(drop: tuple[str, ...], *containers: str, init: tuple[str, ...] = ()) -> dict[str, Any]:
+    from pods_support import make_plan
+
+    from contract.plan import plan_to_annotations
+
+    plan = make_plan(drop_containers=drop)
+    pod = k8s_pod()
+    pod["metadata"]["annotations"] = plan_to_annotations(plan)
+    pod["spec"]["containers"] = [{"name": n, "image": f"{n}:1"} for n in containers]
+    if init:
+        pod["spec"]["initContainers"] = [{"name": n, "image": f"{n}:1"} for n in init]
+    return pod
+
+
+def test_dropped_containers_are_shown_waiting_not_run_and_never_ready() -> None:
+    pod = _multi_pod(("sidecar", "migrate"), "main", "sidecar", init=("migrate",))
+    status = build_status(pod=pod, runpod=runpod(), observation=obs(), ports=[])
+    by_name = {c["name"]: c for c in status["containerStatuses"]}
+    assert [c["name"] for c in status["containerStatuses"]] == ["main", "sidecar"]  # sorted, as kubelets do
+    assert by_name["main"]["ready"] is True and "running" in by_name["main"]["state"]
+    assert by_name["sidecar"] == {
+        "name": "sidecar",
+        "image": "sidecar:1",
+        "imageID": "",
+        "ready": False,
+        "started": False,
+        "restartCount": 0,
+        "state": {
+            "waiting": {
+                "reason": "NotRunOnRunPod",
+                "message": "not run on RunPod: a RunPod pod runs one container (main); "
+                "left out by runpod.io/drop-containers",
+            }
+        },
+    }
+    [init] = status["initContainerStatuses"]
+    assert init["name"] == "migrate" and init["state"]["waiting"]["reason"] == "NotRunOnRunPod"
+
+
+def test_ready_follows_the_container_that_runs_and_names_the_ones_that_do_not() -> None:
+    pod = _multi_pod(("sidecar", "migrate"), "main", "sidecar", init=("migrate",))
+    status = build_status(pod=pod, runpod=runpod(), observation=obs(), ports=[])
+    by_type = {c["type"]: c for c in status["conditions"]}
+    note = "only main runs on RunPod (one container per pod); not run: sidecar, migrate"
+    for kind in ("Ready", "ContainersReady"):
+        assert by_type[kind]["status"] == "True"
+        assert (by_type[kind]["reason"], by_type[kind]["message"]) == ("ContainersNotRunOnRunPod", note)
+    assert by_type["Initialized"]["reason"] == "InitContainersNotRunOnRunPod"
+    assert by_type["Initialized"]["message"] == "init containers not run on RunPod: migrate"
+    # Steady: the same pod next tick needs no write.
+    assert status_patch(k8s_pod(status) | {"metadata": pod["metadata"], "spec": pod["spec"]}, status) is None
+
+
+def test_a_pod_with_one_container_carries_no_not_run_notes() -> None:
+    status = build_status(pod=k8s_pod(), runpod=runpod(), observation=obs(), ports=[])
+    assert all("reason" not in c for c in status["conditions"] if c["type"] != "PodScheduled")
+    assert "initContainerStatuses" not in status
+
+
+def test_when_the_first_container_is_dropped_the_next_one_is_the_running_one() -> None:
+    pod = _multi_pod(("istio-proxy",), "istio-proxy", "main")
+    status = build_status(pod=pod, runpod=runpod(), observation=obs(), ports=[])
+    by_name = {c["name"]: c for c in status["containerStatuses"]}
+    assert by_name["main"]["containerID"] == "runpod://rp1" and by_name["main"]["ready"] is True
+    assert by_name["istio-proxy"]["state"]["waiting"]["reason"] == "NotRunOnRunPod"
+
+
+def test_extra_containers_of_an_unchecked_pod_are_shown_as_not_run_too() -> None:
+    # A pod admitted before the one-container check: its sidecar is not silently missing.
+    pod = _multi_pod((), "main", "sidecar")
+    status = build_status(pod=pod, runpod=runpod(), observation=obs(), ports=[])
+    sidecar = {c["name"]: c for c in status["containerStatuses"]}["sidecar"]
+    assert (
+        sidecar["state"]["waiting"]["message"] == "not run on RunPod: a RunPod pod runs one container (main)"
+    )
