@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -118,21 +119,26 @@ def test_the_node_proxy_serves_pods_running_pods_summary_and_resource_metrics(
     families = {
         f.name: f for f in text_string_to_metric_families(raw(control_plane, node, "metrics/resource"))
     }
-    (sample,) = families["container_cpu_usage"].samples  # the parser drops `_total` from counters
+    (sample,) = families["container_cpu_usage_seconds"].samples  # the parser drops `_total`
     assert sample.labels == {"container": "main", "namespace": namespace, "pod": "busy"}
     assert sample.timestamp is not None
 
 
-def test_a_caller_without_node_permissions_is_refused_by_the_node(
+def test_direct_callers_are_authenticated_and_authorised_as_a_kubelet_does(
     control_plane: ControlPlane, namespace: str, node: str
 ) -> None:
+    def registered() -> dict[str, Any] | None:
+        found = control_plane.kubectl("get", "node", node, "-o", "json", check=False)
+        return json.loads(found.stdout) if found.returncode == 0 else None
+
+    port = wait("the node", registered)["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+    url = f"https://127.0.0.1:{port}/stats/summary"
+    assert httpx.get(url, verify=False, timeout=10).status_code == 401
     control_plane.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
     token = control_plane.kubectl("create", "token", "nobody", "-n", namespace).stdout.strip()
-    refused = control_plane.kubectl(
-        "get", "--raw", f"/api/v1/nodes/{node}/proxy/stats/summary", f"--token={token}", check=False
-    )
-    assert refused.returncode != 0
-    assert "forbidden" in refused.stderr.lower()
+    refused = httpx.get(url, headers={"Authorization": f"Bearer {token}"}, verify=False, timeout=10)
+    assert refused.status_code == 403
+    assert "subresource(s)=[stats]" in refused.text
 
 
 @pytest.fixture(scope="module")
