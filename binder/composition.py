@@ -41,6 +41,7 @@ from binder.pods.context import always_leading, write_fence
 from binder.pods.controller import PodController
 from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
+from contract.catalog import Catalog
 from kit.kube import TransientKubeError, get_json, load_api_client
 from runpod_api.client import RunPodClient
 
@@ -111,6 +112,7 @@ def leader_tasks(
             cluster_id=cluster_id,
             is_leading=is_leading,
             request_catalog_refresh=catalog.refresh_requested.set,
+            published_catalog=lambda: catalog.published,
         )
     )
     return tasks, node_status
@@ -124,6 +126,7 @@ def _pod_tasks(
     cluster_id: str,
     is_leading: Callable[[], bool],
     request_catalog_refresh: Callable[[], None],
+    published_catalog: Callable[[], Catalog | None],
 ) -> dict[str, Callable[[], Coroutine[Any, Any, Any]]]:
     """The pod controller and the kubelet API, from their owners' packages."""
     # Finished pods' logs: filled by the controller's completion readers, served by the kubelet API.
@@ -136,6 +139,7 @@ def _pod_tasks(
         retained_logs=retained,
         is_leading=is_leading,
         request_catalog_refresh=request_catalog_refresh,
+        catalog=published_catalog,
     )
 
     view = NodeView(

@@ -57,6 +57,8 @@ class DataCenterEntry(_Model):
     id: str
     name: str = ""
     region: str = "UNKNOWN"
+    # Pods with an NVIDIA GPU here may join RunPod's global network (a private address).
+    global_network: bool = Field(default=False, alias="globalNetwork")
 
 
 class Catalog(_Model):
@@ -65,6 +67,12 @@ class Catalog(_Model):
     fetched_at: datetime | None = Field(default=None, alias="fetchedAt")
     gpu_types: tuple[GpuTypeEntry, ...] = Field(alias="gpuTypes")
     data_centers: tuple[DataCenterEntry, ...] = Field(default=(), alias="dataCenters")
+
+    def datacenter(self, datacenter_id: str) -> DataCenterEntry | None:
+        for dc in self.data_centers:
+            if dc.id == datacenter_id:
+                return dc
+        return None
 
     def gpu(self, gpu_type_id: str) -> GpuTypeEntry | None:
         for gpu in self.gpu_types:
@@ -154,6 +162,7 @@ def build_catalog(
                         id=raw["id"],
                         name=str(raw.get("name") or ""),
                         region=str(raw.get("region") or "UNKNOWN"),
+                        globalNetwork=bool(raw.get("globalNetwork")),
                     )
                 )
     gpu_types.sort(key=lambda g: g.id)

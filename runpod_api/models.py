@@ -93,6 +93,11 @@ class PodRuntime(_Read):
         return [p for p in value if isinstance(p, dict) and isinstance(p.get("private"), int)]
 
 
+class PodGlobalNetworking(_Read):
+    enabled: bool = False
+    ip: str | None = None
+
+
 class PodSshEndpoint(_Read):
     host: str
     port: int
@@ -129,6 +134,7 @@ class Pod(_Read):
     locked: bool = False
     runtime: PodRuntime | None = None
     ssh: PodSsh | None = None
+    global_networking: PodGlobalNetworking | None = Field(default=None, alias="globalNetworking")
     created_at: datetime | None = Field(default=None, alias="createdAt")
     started_at: datetime | None = Field(default=None, alias="startedAt")
 
@@ -161,7 +167,7 @@ class Pod(_Read):
     def _locked(cls, value: Any) -> Any:
         return bool(value)
 
-    @field_validator("gpu", "ssh", mode="before")
+    @field_validator("gpu", "ssh", "global_networking", mode="before")
     @classmethod
     def _objects(cls, value: Any) -> Any:
         return _none_if_not_dict(value)
@@ -190,6 +196,15 @@ class Pod(_Read):
     @property
     def is_known_status(self) -> bool:
         return self.status in KNOWN_STATUSES
+
+    @property
+    def pod_ip(self) -> str | None:
+        """An address of this pod: its public IP, else its global-networking address."""
+        if self.public_ip:
+            return self.public_ip
+        if self.global_networking is not None and self.global_networking.enabled:
+            return self.global_networking.ip or None
+        return None
 
     @property
     def public_ip(self) -> str | None:
@@ -228,6 +243,7 @@ class CreatePodRequest(_Write):
     env: dict[str, str] | None = Field(default=None, repr=False)
     args: str | None = None
     registry: str | None = None
+    global_networking: bool | None = Field(default=None, alias="globalNetworking")
 
     def body(self) -> dict[str, Any]:
         # exclude_none keeps gpu.count: it always has a value.

@@ -31,6 +31,7 @@ from binder.pods.state import Known, Snapshot, pod_annotations
 from binder.pods.usage import UsageLedger
 from binder.settings import BinderSettings
 from contract.annotations import CREATE_ATTEMPT
+from contract.catalog import Catalog
 from contract.policy import NodePolicy
 from runpod_api.client import RunPodClient
 
@@ -85,6 +86,9 @@ class PodContext:
     is_leading: Callable[[], bool] = always_leading
     # Asks the catalog publisher for a fresh catalog now (a create found no capacity anywhere).
     request_catalog_refresh: Callable[[], None] = lambda: None
+    # The catalog the publisher last published (None before the first): which data centers
+    # offer global networking.
+    catalog: Callable[[], Catalog | None] = lambda: None
 
     def fence(self) -> None:
         """Raise `NotLeading` unless this replica still leads. Call right before each write."""

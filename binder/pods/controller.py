@@ -53,6 +53,7 @@ from binder.pods.usage import advance as advance_usage
 from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
 from contract.annotations import CREATE_ATTEMPT, EXIT_CODE, POD_ID, TERMINATED
+from contract.catalog import Catalog
 from kit.kube import KubeError, Reflector, object_key
 from runpod_api.client import RunPodClient
 from runpod_api.errors import RunPodError
@@ -80,6 +81,7 @@ class PodController:
         retained_logs: RetainedLogs | None = None,
         is_leading: Callable[[], bool] = always_leading,
         request_catalog_refresh: Callable[[], None] = lambda: None,
+        catalog: Callable[[], Catalog | None] = lambda: None,
     ) -> None:
         """`visibility_window`: how long RunPod may take to list a pod it just created (the
         wait before a recorded create attempt that the list does not show is given up).
@@ -112,6 +114,7 @@ class PodController:
             visibility_window=visibility_window,
             is_leading=is_leading,
             request_catalog_refresh=request_catalog_refresh,
+            catalog=catalog,
         )
         self.sweeper = Sweeper(
             runpod=runpod,

@@ -51,6 +51,7 @@ from binder.pods.decisions import (
     next_attempt,
     price_cap,
     recover_attempt,
+    wants_global_networking,
 )
 from binder.pods.env import (
     EnvResolution,
@@ -243,6 +244,7 @@ async def _walk(
             args=args,
             env=env,
             markers=markers,
+            global_networking=wants_global_networking(candidate, ctx.catalog()),
         )
         # Intent first. If this write fails no POST is sent, and nothing needs recovering.
         known.attempt_at = now

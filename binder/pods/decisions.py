@@ -27,6 +27,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict
 
 from binder.pods.naming import attempt_of
+from contract.catalog import Catalog
 from contract.plan import Candidate, Plan
 from contract.policy import NodePolicy
 from runpod_api.errors import (
@@ -136,6 +137,17 @@ def candidate_violation(candidate: Candidate, plan: Plan, policy: NodePolicy) ->
     return None
 
 
+def wants_global_networking(candidate: Candidate, catalog: Catalog | None) -> bool:
+    """Join RunPod's global network where the candidate may: an NVIDIA GPU in a data center
+    the catalog says has it. It gives the pod a private address (its podIP when it has no
+    public one); asked for nowhere else, since RunPod refuses it there."""
+    if catalog is None or not candidate.datacenter_id:
+        return False
+    gpu = catalog.gpu(candidate.gpu_type_id)
+    dc = catalog.datacenter(candidate.datacenter_id)
+    return gpu is not None and gpu.manufacturer == "NVIDIA" and dc is not None and dc.global_network
+
+
 def build_create_request(
     *,
     name: str,
@@ -146,6 +158,7 @@ def build_create_request(
     args: str,
     env: Mapping[str, str],
     markers: Mapping[str, str],
+    global_networking: bool = False,
 ) -> CreatePodRequest:
     """Everything the pod asks for; the owner markers win over any user variable of that name."""
     return CreatePodRequest(
@@ -160,6 +173,7 @@ def build_create_request(
         env={**env, **markers},
         args=args or None,
         registry=plan.registry_auth_id,
+        global_networking=True if global_networking else None,
     )
 
 

@@ -34,7 +34,8 @@ are sorted by name, as the kubelet sorts them; init container statuses keep spec
 
 Timestamps are real: container `startedAt` is RunPod's `startedAt`, or after a restart the
 observation time minus RunPod's uptime; condition `lastTransitionTime` is the observation time of
-the transition and is kept while the condition holds. `podIP` is only ever RunPod's public IP.
+the transition and is kept while the condition holds. `podIP` is only ever a real address of
+the RunPod pod: its public IP, else its global-networking address.
 Terminal phases are final: a Succeeded/Failed pod is never patched back.
 """
 
@@ -267,10 +268,11 @@ def build_status(
             for c in spec.get("initContainers") or ()
             if isinstance(c, Mapping)
         ]
-    public_ip = runpod.public_ip if runpod is not None else None
-    if public_ip:
-        status["podIP"] = public_ip
-        status["podIPs"] = [{"ip": public_ip}]
+    # A real address of the RunPod pod (public, else global networking), never a made-up one.
+    pod_ip = runpod.pod_ip if runpod is not None else None
+    if pod_ip:
+        status["podIP"] = pod_ip
+        status["podIPs"] = [{"ip": pod_ip}]
     if reason is not None:
         status["reason"] = reason
         status["message"] = message

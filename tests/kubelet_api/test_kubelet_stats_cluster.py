@@ -66,6 +66,16 @@ def node(
         ),
     )
     try:
+        # Pods are planned against the published catalog; so is the binder's choice of network.
+        wait(
+            "the catalog ConfigMap",
+            lambda: (
+                control_plane.kubectl(
+                    "get", "configmap", "runpod-catalog", "-n", namespace, check=False
+                ).returncode
+                == 0
+            ),
+        )
         yield name
     finally:
         binder.stop()
@@ -97,6 +107,9 @@ def test_the_node_proxy_serves_pods_running_pods_summary_and_resource_metrics(
 ) -> None:
     pod = running_pod(control_plane, namespace, node)
     uid = pod["metadata"]["uid"]
+    # No public port, but a data center with global networking: its private address is the podIP.
+    assert pod["status"]["podIP"].startswith("10.65."), pod["status"]
+    assert pod["status"]["podIPs"] == [{"ip": pod["status"]["podIP"]}]
 
     pods = json.loads(raw(control_plane, node, "pods"))
     assert pods["kind"] == "PodList"
