@@ -9,7 +9,9 @@ Rules that span both:
   the whole family is replaced by a plan resolved from scratch, with a warning.
 - UPDATE: plan and input annotations are frozen after creation; only the binder's state keys
   may change. Updates that leave them alone (finalizers, labels, the binder's own writes) pass,
-  so a pod can always be cleaned up.
+  so a pod can always be cleaned up. In a cluster this rule normally runs in the apiserver
+  (`admission_policy`, which also knows who the binder is); `/validate` judges UPDATEs only when
+  the chart's `webhook.validateUpdates` sends them.
 
 Does not own the wire format (`reviews`), the watch caches or HTTP. The Job lookup and the
 planner are passed in as plain callables over in-memory data, so nothing here can block;
@@ -28,7 +30,7 @@ from contract.catalog import Catalog
 from contract.plan import PLAN_KEYS, Plan, PlanError, parse_port, plan_from_annotations, plan_to_annotations
 from contract.policy import GPU_RESOURCE, NodePolicy, pod_targets_node
 from webhook.inputs import count_gpus, detect_ports, read_inputs, suggest
-from webhook.problems import FORBIDDEN, UNAVAILABLE, Denial
+from webhook.problems import FORBIDDEN, FROZEN_AFTER_CREATE, STATE_ON_NEW_POD, UNAVAILABLE, Denial
 from webhook.resolving import Demand, check_pins, comply_datacenters, resolve_candidates
 from webhook.reviews import AdmissionRequest, Verdict, annotations_of, escape_pointer
 
@@ -264,8 +266,7 @@ def _refuse_state_keys(annotations: Mapping[str, str]) -> None:
         # `runpod.io/gpu-type` is state, but also one letter away from the input `gpu-types`.
         hints = "".join(suggest(k, keys.INPUT_KEYS) for k in present)
         raise Denial(
-            f"{', '.join(present)}: written only by the binder, not on a new pod (a copied manifest would "
-            f"adopt another pod's RunPod machine); remove these annotations{hints}",
+            f"{', '.join(present)}: {STATE_ON_NEW_POD}{hints}",
             code=FORBIDDEN,
         )
 
@@ -316,7 +317,6 @@ def _check_frozen(old: Mapping[str, str], new: Mapping[str, str]) -> None:
     if changed:
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
         raise Denial(
-            f"{shown}: cannot change after the pod is created (only the binder's state annotations may); "
-            "delete the pod and create it again with the new values",
+            f"{shown}: {FROZEN_AFTER_CREATE}",
             code=FORBIDDEN,
         )
