@@ -6,7 +6,9 @@ Rules that span both:
   configurations already filtered: a pod not aimed at the node is allowed untouched.
 - CREATE: binder state keys (`runpod.io/pod-id`, ...) are refused (a copied manifest must not
   adopt another pod's RunPod machine); `plan.runpod.io/*` keys the pod brings are never trusted:
-  the whole family is replaced by a plan resolved from scratch, with a warning.
+  the whole family is replaced by a plan resolved from scratch, with a warning. A planned pod
+  also gets the outage tolerations (`tolerations`), so a NotReady spell of the node does not
+  evict it.
 - UPDATE: plan and input annotations are frozen after creation; only the binder's state keys
   may change. Updates that leave them alone (finalizers, labels, the binder's own writes) pass,
   so a pod can always be cleaned up. In a cluster this rule normally runs in the apiserver
@@ -33,6 +35,7 @@ from webhook.inputs import count_gpus, detect_ports, read_inputs, suggest
 from webhook.problems import FORBIDDEN, FROZEN_AFTER_CREATE, STATE_ON_NEW_POD, UNAVAILABLE, Denial
 from webhook.resolving import Demand, check_pins, comply_datacenters, resolve_candidates
 from webhook.reviews import AdmissionRequest, Verdict, annotations_of, escape_pointer
+from webhook.tolerations import DEFAULT_OUTAGE_TOLERATION_SECONDS, outage_toleration_patch
 
 # (namespace, name, uid) -> the Job's annotations, or None while the Job is not (yet) known.
 JobLookup = Callable[[str, str, str], Mapping[str, str] | None]
@@ -104,6 +107,7 @@ def mutate(
     policy: NodePolicy,
     jobs: JobLookup | None,
     planner: Planner = write_plan,
+    outage_toleration_seconds: int | None = DEFAULT_OUTAGE_TOLERATION_SECONDS,
 ) -> Verdict:
     pod = request.object
     if request.is_pod and request.operation == "UPDATE":
@@ -115,7 +119,15 @@ def mutate(
     if not pod_targets_node(pod, policy.node_name):
         return ALLOW
     try:
-        return _plan_pod(request, pod, catalog=catalog, policy=policy, jobs=jobs, planner=planner)
+        return _plan_pod(
+            request,
+            pod,
+            catalog=catalog,
+            policy=policy,
+            jobs=jobs,
+            planner=planner,
+            outage_toleration_seconds=outage_toleration_seconds,
+        )
     except Denial as denial:
         return deny(denial)
 
@@ -152,6 +164,7 @@ def _plan_pod(
     policy: NodePolicy,
     jobs: JobLookup | None,
     planner: Planner,
+    outage_toleration_seconds: int | None,
 ) -> Verdict:
     annotations = annotations_of(pod)
     _refuse_state_keys(annotations)
@@ -217,6 +230,7 @@ def _plan_pod(
     if any(keys.is_plan_key(k) for k in annotations):
         warnings.append("plan.runpod.io/* annotations are written by the webhook: replaced with a fresh plan")
     patch = build_patch(pod, plan_annotations, add_gpu_limit=gpus.defaulted)
+    patch += outage_toleration_patch(spec.get("tolerations"), seconds=outage_toleration_seconds)
     return Verdict(allowed=True, patch=tuple(patch), warnings=tuple(warnings))
 
 

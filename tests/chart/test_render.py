@@ -47,6 +47,7 @@ VALUE_MATRIX: dict[str, tuple[str, ...]] = {
         "webhook.timeoutSeconds=5",
         'webhook.excludedNamespaces=["monitoring"]',
         "webhook.validateUpdates=true",
+        "webhook.outageTolerationSeconds=3600",
         "certs.renewSchedule=",
         "binder.replicas=3",
         'imagePullSecrets=[{"name":"ghcr"}]',
@@ -103,6 +104,8 @@ def test_every_rendered_manifest_passes_strict_kubernetes_validation(
         ("webhook.failurePolicy=Sometimes", "/webhook/failurePolicy"),
         ("webhook.timeoutSeconds=60", "/webhook/timeoutSeconds"),
         ("webhook.validateUpdates=maybe", "/webhook/validateUpdates"),
+        ("webhook.outageTolerationSeconds=forever", "/webhook/outageTolerationSeconds"),
+        ("webhook.outageTolerationSeconds=-1", "/webhook/outageTolerationSeconds"),
         ("binder.replicas=two", "/binder/replicas"),
         ("runpod.apiKey=1234", "/runpod/apiKey"),
     ],
@@ -180,6 +183,7 @@ def test_the_seed_values_reach_both_processes_settings(
         0.8,
     )
     assert webhook.tls_cert_file == "/etc/runpod-kubelet/tls/tls.crt"
+    assert webhook.outage_toleration_seconds == 86400
 
 
 def test_every_binder_and_webhook_knob_reaches_the_settings(
@@ -210,6 +214,18 @@ def test_every_binder_and_webhook_knob_reaches_the_settings(
     webhook = load_webhook_settings([])
     assert webhook.node_policy().allowed_datacenter_ids == ("EU-RO-1", "US-KS-2")
     assert (webhook.node_name, webhook.max_candidates, webhook.port) == ("gpu-cloud", 8, 8443)
+    assert webhook.outage_toleration_seconds == 3600
+
+
+def test_an_unlimited_outage_toleration_reaches_the_webhook_as_no_limit(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render("webhook.outageTolerationSeconds=unlimited")
+    webhook_ctr = find(docs, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"][0]
+
+    for key, value in container_env_for_settings(webhook_ctr).items():
+        monkeypatch.setenv(key, value)
+    assert load_webhook_settings([]).outage_toleration_seconds is None
 
 
 @pytest.mark.parametrize(

@@ -169,6 +169,27 @@ def test_plan_and_inputs_are_frozen_by_the_policy_and_only_the_binder_writes_sta
     ]
 
 
+def test_a_planned_pod_tolerates_node_outages_for_a_day_unless_it_chose_otherwise(
+    deployed: Deployed, user_namespace: str
+) -> None:
+    own = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+           "tolerationSeconds": 600}  # fmt: skip
+    pod = gpu_pod()
+    pod["spec"]["tolerations"].append(own)
+    deployed.plane.kubectl("create", "-n", user_namespace, "-f", "-", input=manifest(pod, "tolerant"))
+
+    tolerations = get_pod(deployed.plane, user_namespace, "tolerant")["spec"]["tolerations"]
+
+    # The apiserver's DefaultTolerationSeconds plugin added not-ready for 300 s before the
+    # webhook ran; the webhook raised it, and left the pod's own unreachable toleration alone.
+    outage = [t for t in tolerations if t["key"].startswith("node.kubernetes.io/")]
+    assert outage == [
+        own,
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": 86400},
+    ]  # fmt: skip
+
+
 def test_a_pod_bringing_binder_state_is_refused(deployed: Deployed, user_namespace: str) -> None:
     copied = manifest(gpu_pod(annotations={"runpod.io/pod-id": "someone-elses"}), "copied")
     result = deployed.plane.kubectl("create", "-n", user_namespace, "-f", "-", input=copied, check=False)
