@@ -12,15 +12,17 @@ shared 2-core machine are noise; ratios and overheads are not):
    same floor answering our webhook's own review bytes, so what remains is our server's work.
 2. Pod creation through the local kube-apiserver (etcd and kube-apiserver only, so no
    controller reacts to the pods mid-measurement) with the webhook configurations installed
-   (mutate + validate called) versus without, interleaved pod by pod, 1000 pods per path by
+   (mutate + validate called on CREATE) versus without, interleaved pod by pod, 1000 pods per path by
    default so that p99 is the 10th-slowest of each, not one outlier. Target: p99 overhead
    <= 10 ms. The apiserver reaches Service-backed webhooks through the control plane's egress
    proxy (its stand-in for a cluster network), so that hop is included. More paths, interleaved
    with the same pods, split the overhead: a no-op webhook in Go's net/http called by URL (what
    any webhook pair costs the apiserver here; built from `benchmarks/noop_webhook` when `go` is
    on PATH), the same no-op on our stack (FastAPI/uvicorn) by URL and behind a Service, and that
-   no-op answering `/mutate` with our webhook's own patch. The last line adds the time the
-   apiserver measured per call and the time spent inside our webhook. Skipped, with a note,
+   no-op answering `/mutate` with our webhook's own patch; and ours without its validating
+   webhook (what validate on CREATE costs). Both paths of ours run with the admission policy, as
+   the chart installs them. The last line adds the time the apiserver measured per call and the
+   time spent inside our webhook. Skipped, with a note,
    when the control-plane binaries are not built. `--samples-file` keeps every latency.
 
 The 1-minute load average before and after each part is printed: on the 2 shared cores this
@@ -583,6 +585,7 @@ def bench_pod_create(args: argparse.Namespace, work: Path) -> tuple[list[str], b
     from certs.material import Action, Renewal, issue, service_dns_names, trust_bundle
     from contract.catalog import build_catalog
     from contract.policy import CATALOG_CONFIGMAP, CATALOG_CONFIGMAP_KEY
+    from webhook.admission_policy import render_admission_policy
     from webhook.configurations import render_webhook_configurations
 
     go_noop = _go_noop_binary()
@@ -597,6 +600,9 @@ def bench_pod_create(args: argparse.Namespace, work: Path) -> tuple[list[str], b
         _Path("direct", "no-op FastAPI, by URL", "noop-direct", webhook="direct"),
         _Path("noop", "no-op FastAPI, by Service", "noop-webhook", webhook="noop"),
         _Path("patched", "no-op answering our patch", "noop-patched", webhook="patched", planned=True),
+        _Path(
+            "mutate-only", "runpod-kubelet, mutate only", "mutate-only", webhook="mutate-only", planned=True
+        ),
         _Path("with", "runpod-kubelet webhook", "with-webhook", webhook="runpod-kubelet", planned=True),
     ]
     # Storage and the API only: a scheduler would write a PodScheduled=False status for every pod
@@ -688,6 +694,7 @@ def bench_pod_create(args: argparse.Namespace, work: Path) -> tuple[list[str], b
             by_url = {"direct": noop_port, "go": go_port}
             for name, svc, ca in (
                 ("runpod-kubelet", service, trust_bundle(material)),
+                ("mutate-only", service, trust_bundle(material)),
                 ("noop", noop_service, noop_ca),
                 ("direct", noop_service, noop_ca),
                 ("go", noop_service, noop_ca),
@@ -702,14 +709,25 @@ def bench_pod_create(args: argparse.Namespace, work: Path) -> tuple[list[str], b
                     namespace_labels={label: name},
                     ca_bundle=ca,
                 )
+                if name == "mutate-only":  # what validate on CREATE costs: ours without it
+                    configs = [c for c in configs if c["kind"] == "MutatingWebhookConfiguration"]
+                if name in ("runpod-kubelet", "mutate-only"):  # as shipped: with the admission policy
+                    configs += render_admission_policy(
+                        name=f"bench-{name}",
+                        service_namespace=system,
+                        state_writers=["system:serviceaccount:runpod-system:runpod-kubelet-binder"],
+                        namespace_labels={label: name},
+                    )
                 for config in configs:
-                    if name != "runpod-kubelet":  # own names, so the apiserver's metrics tell them apart
+                    if name != "runpod-kubelet" and "webhooks" in config:  # own names, for the metrics
                         for hook in config["webhooks"]:
                             hook["name"] = f"{name}-{hook['name']}"
                             if name in by_url:
                                 path = hook["clientConfig"].pop("service")["path"]
                                 hook["clientConfig"]["url"] = f"https://{host}:{by_url[name]}{path}"
-                    collection = config["kind"].lower() + "s"
+                    collection = config["kind"].lower().removesuffix("y") + (
+                        "ies" if config["kind"].endswith("y") else "s"
+                    )
                     http.post(
                         f"/apis/admissionregistration.k8s.io/v1/{collection}", json=config
                     ).raise_for_status()
@@ -717,6 +735,11 @@ def bench_pod_create(args: argparse.Namespace, work: Path) -> tuple[list[str], b
             for path in paths:
                 if path.webhook and path.key != "with":
                     _wait_for_noop(http, path.namespace, f"{path.webhook}-mutate")
+            for namespace, policy in (
+                ("with-webhook", "bench-runpod-kubelet"),
+                ("mutate-only", "bench-mutate-only"),
+            ):
+                _wait_for_policy(http, namespace, policy)
             samples: dict[str, list[float]] = {path.key: [] for path in paths}
             for i in range(args.pods + 5):
                 # Rotate the order each step so no path always follows the same neighbour.
@@ -783,6 +806,7 @@ def _pod_create_report(
         f"the egress proxy hop (by Service vs by URL): {delta('noop', 'direct')}",
         f"the apiserver applying our patch (patched vs plain no-op): {delta('patched', 'noop')}",
         f"our server (ours vs the no-op answering our patch): {delta('with', 'patched')}",
+        f"of ours, validate on CREATE (ours vs ours without the validating webhook): {delta('with', 'mutate-only')}",
     ]
     lines += ["of which:", *(f"  {line}" for line in split)]
     if not go_built:
@@ -877,6 +901,25 @@ def _wait_for_webhook(http: httpx.Client) -> None:
             http.delete("/api/v1/namespaces/with-webhook/pods/probe", params={"gracePeriodSeconds": "0"})
         time.sleep(0.2)
     raise RuntimeError(f"the apiserver never called the webhook; last answer: {last}")
+
+
+def _wait_for_policy(http: httpx.Client, namespace: str, policy: str) -> None:
+    """Until the apiserver enforces the admission policy `policy`: it refuses a plan change."""
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        http.post(pods, json=_pod("probe", namespace=namespace)).raise_for_status()
+        answer = http.patch(
+            f"{pods}/probe",
+            json={"metadata": {"annotations": {"plan.runpod.io/cloud": "COMMUNITY"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        http.delete(f"{pods}/probe", params={"gracePeriodSeconds": "0"}).raise_for_status()
+        if answer.status_code == 403 and f"ValidatingAdmissionPolicy '{policy}'" in answer.text:
+            return
+        answer.raise_for_status()  # not enforced yet: the change went through
+        time.sleep(0.2)
+    raise RuntimeError(f"the apiserver never enforced the admission policy {policy}")
 
 
 def _wait_for_noop(http: httpx.Client, namespace: str, webhook: str) -> None:

@@ -61,6 +61,16 @@ PLAN_KEYS: Final[tuple[str, ...]] = (
     PLAN_DROP_CONTAINERS,
 )
 
+# What a plan cannot do without, besides its version (the admission policy checks them too).
+REQUIRED_PLAN_KEYS: Final[tuple[str, ...]] = (
+    PLAN_CANDIDATES,
+    PLAN_GPU_COUNT,
+    PLAN_CLOUD,
+    PLAN_DISK,
+    PLAN_MAX_GPU_PRICE,
+    PLAN_CATALOG_REVISION,
+)
+
 Protocol = Literal["http", "tcp"]
 
 
@@ -167,14 +177,7 @@ def _parse_plan(values: tuple[str | None, ...]) -> Plan:
         raise PlanError(f"{PLAN_VERSION} missing: the pod has no plan (was it admitted by the webhook?)")
     if version != PLAN_FORMAT_VERSION:
         raise PlanError(f"{PLAN_VERSION}={version!r} not supported; expected {PLAN_FORMAT_VERSION!r}")
-    for key in (
-        PLAN_CANDIDATES,
-        PLAN_GPU_COUNT,
-        PLAN_CLOUD,
-        PLAN_DISK,
-        PLAN_MAX_GPU_PRICE,
-        PLAN_CATALOG_REVISION,
-    ):
+    for key in REQUIRED_PLAN_KEYS:
         if key not in annotations:
             raise PlanError(f"{key} missing")
     try:

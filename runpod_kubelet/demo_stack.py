@@ -4,15 +4,17 @@ Owns every process and cluster object the demo creates, and nothing else. Each p
 its own process group with its output in `<data dir>/logs/<name>.log` and is SIGKILLed by the
 kernel if the demo dies (PR_SET_PDEATHSIG), so a killed demo leaks nothing; `Stack.close()`
 stops them in reverse order (SIGTERM to the group, SIGKILL after a grace period), deletes the
-cluster objects the demo created (webhook configurations, the node, its namespaces) and never
-touches anything it did not create. `close()` is idempotent and is also registered with
-`atexit` by the caller.
+cluster objects the demo created (webhook configurations, the admission policy, the binder's
+ClusterRoleBinding, the node, its namespaces) and never touches anything it did not create.
+`close()` is idempotent and is also registered with `atexit` by the caller.
 
 Two ways to get a cluster:
 - local (default): `controlplane.ControlPlane` on loopback, built on first use by
   `tools/control-plane/build` (progress on the terminal); the webhook is reached by the real
   apiserver through a Service routed to its loopback port and the configurations
-  `webhook.configurations` renders, trusted through a caBundle from `certs generate`;
+  `webhook.configurations` renders, trusted through a caBundle from `certs generate`; the
+  admission policy (`webhook.admission_policy`) guards pod updates, and the binder runs as its
+  own ServiceAccount, the policy's only writer of binder state, as in the chart;
 - external (`--kubeconfig`/`KUBECONFIG`): an existing cluster, no webhook configuration (its
   apiserver cannot call this machine's loopback); the story admits manifests client-side.
 """
@@ -48,6 +50,7 @@ __all__ = ["Child", "Kube", "Stack", "StackOptions", "find_kubectl", "free_port"
 
 WEBHOOK_SERVICE: Final = "runpod-kubelet-webhook"
 WEBHOOK_CONFIG_NAME: Final = "runpod-kubelet-demo"
+BINDER_SERVICE_ACCOUNT: Final = "runpod-kubelet-binder"
 STOP_GRACE: Final = 10.0
 _PR_SET_PDEATHSIG: Final = 1
 _KUBECTL_TIMEOUT: Final = 60.0
@@ -230,6 +233,8 @@ class Stack:
     sandbox_url: str | None = None
     cluster_id: str = ""
     webhook_installed: bool = False
+    # Who the binder is to the apiserver (the admission policy's only writer of binder state).
+    binder_username: str = ""
     _plane: ControlPlane | None = None
     _children: list[Child] = field(default_factory=list)
     _undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
@@ -348,12 +353,37 @@ class Stack:
         self.sandbox_url = wait_until("the sandbox RunPod to listen", url, timeout=30, interval=0.1)
         self.say(f"sandbox RunPod listening on {self.sandbox_url} (log {child.log_path})")
 
+    def _binder_kubeconfig(self) -> Path:
+        """Locally the binder runs as its own ServiceAccount, as in the chart, so the admission
+        policy knows it by the same kind of name (bound to cluster-admin here: the chart's
+        least-privilege RBAC is tested in tests/chart). On an external cluster: the user's."""
+        if not self.local:
+            return self._kube().kubeconfig
+        from controlplane.identities import service_account_kubeconfig
+
+        identity = service_account_kubeconfig(
+            self._local_plane(),
+            namespace=self.options.system_namespace,
+            account=BINDER_SERVICE_ACCOUNT,
+            into=self.options.data_dir,
+            cluster_role="cluster-admin",
+        )
+        if identity.cluster_role_binding is not None:
+            self._undo.append(
+                (
+                    "binder's ClusterRoleBinding",
+                    self._deleter("clusterrolebinding", identity.cluster_role_binding),
+                )
+            )
+        self.binder_username = identity.username
+        return identity.kubeconfig
+
     def _start_binder(self) -> None:
         kube, opts = self._kube(), self.options
         health_port = free_port()
         args = [
             *_subcommand("binder"),
-            f"--kubeconfig={kube.kubeconfig}",
+            f"--kubeconfig={self._binder_kubeconfig()}",
             f"--node-name={opts.node_name}",
             f"--namespace={opts.system_namespace}",
             f"--max-gpu-price={opts.max_gpu_price}",
@@ -441,6 +471,7 @@ class Stack:
 
     def _start_webhook(self) -> None:
         from certs.material import Action, Renewal, issue, service_dns_names, trust_bundle
+        from webhook.admission_policy import render_admission_policy
         from webhook.configurations import render_webhook_configurations
 
         kube, opts = self._kube(), self.options
@@ -498,14 +529,23 @@ class Stack:
             node_name=opts.node_name,
             ca_bundle=trust_bundle(material),
         )
-        applied = kube.apply(*configurations)
+        # The plan's guard inside the apiserver; only the binder's ServiceAccount writes state.
+        guard = render_admission_policy(
+            name=WEBHOOK_CONFIG_NAME,
+            service_namespace=opts.system_namespace,
+            state_writers=[self.binder_username],
+            node_name=opts.node_name,
+        )
+        applied = kube.apply(*configurations, *guard)
         if applied.returncode != 0:
             raise DemoError(f"cannot install the webhook configurations: {applied.stderr.strip()}")
         self._undo.append(
             (
-                "webhook configurations",
+                "webhook configurations and admission policy",
                 lambda: self._delete(
-                    "mutatingwebhookconfiguration,validatingwebhookconfiguration", WEBHOOK_CONFIG_NAME
+                    "mutatingwebhookconfiguration,validatingwebhookconfiguration,"
+                    "validatingadmissionpolicy,validatingadmissionpolicybinding",
+                    WEBHOOK_CONFIG_NAME,
                 ),
             )
         )

@@ -9,10 +9,14 @@ Rules that span both:
   webhook, against the drop list the plan carries (`plan.runpod.io/drop-containers`).
 - CREATE: binder state keys (`runpod.io/pod-id`, ...) are refused (a copied manifest must not
   adopt another pod's RunPod machine); `plan.runpod.io/*` keys the pod brings are never trusted:
-  the whole family is replaced by a plan resolved from scratch, with a warning.
+  the whole family is replaced by a plan resolved from scratch, with a warning. A planned pod
+  also gets the outage tolerations (`tolerations`), so a NotReady spell of the node does not
+  evict it.
 - UPDATE: plan and input annotations are frozen after creation; only the binder's state keys
   may change. Updates that leave them alone (finalizers, labels, the binder's own writes) pass,
-  so a pod can always be cleaned up.
+  so a pod can always be cleaned up. In a cluster this rule normally runs in the apiserver
+  (`admission_policy`, which also knows who the binder is); `/validate` judges UPDATEs only when
+  the chart's `webhook.validateUpdates` sends them.
 
 Does not own the wire format (`reviews`), the watch caches or HTTP. The Job lookup and the
 planner are passed in as plain callables over in-memory data, so nothing here can block;
@@ -33,9 +37,10 @@ from contract.plan import PLAN_KEYS, Plan, PlanError, parse_port, plan_from_anno
 from contract.policy import GPU_RESOURCE, NodePolicy, pod_targets_node
 from webhook.containers import check_containers, dropped_gpu_warnings, volume_warnings
 from webhook.inputs import count_gpus, detect_ports, read_inputs, suggest
-from webhook.problems import FORBIDDEN, MAX_LISTED, UNAVAILABLE, Denial
+from webhook.problems import FORBIDDEN, FROZEN_AFTER_CREATE, MAX_LISTED, STATE_ON_NEW_POD, UNAVAILABLE, Denial
 from webhook.resolving import Demand, check_pins, comply_datacenters, resolve_candidates
 from webhook.reviews import AdmissionRequest, Verdict, annotations_of, escape_pointer
+from webhook.tolerations import DEFAULT_OUTAGE_TOLERATION_SECONDS, outage_toleration_patch
 
 # (namespace, name, uid) -> the Job's annotations, or None while the Job is not (yet) known.
 JobLookup = Callable[[str, str, str], Mapping[str, str] | None]
@@ -111,6 +116,7 @@ def mutate(
     policy: NodePolicy,
     jobs: JobLookup | None,
     planner: Planner = write_plan,
+    outage_toleration_seconds: int | None = DEFAULT_OUTAGE_TOLERATION_SECONDS,
 ) -> Verdict:
     pod = request.object
     if request.is_pod and request.operation == "UPDATE":
@@ -122,7 +128,15 @@ def mutate(
     if not pod_targets_node(pod, policy.node_name):
         return ALLOW
     try:
-        return _plan_pod(request, pod, catalog=catalog, policy=policy, jobs=jobs, planner=planner)
+        return _plan_pod(
+            request,
+            pod,
+            catalog=catalog,
+            policy=policy,
+            jobs=jobs,
+            planner=planner,
+            outage_toleration_seconds=outage_toleration_seconds,
+        )
     except Denial as denial:
         return deny(denial)
 
@@ -162,6 +176,7 @@ def _plan_pod(
     policy: NodePolicy,
     jobs: JobLookup | None,
     planner: Planner,
+    outage_toleration_seconds: int | None,
 ) -> Verdict:
     annotations = annotations_of(pod)
     _refuse_state_keys(annotations)
@@ -231,6 +246,7 @@ def _plan_pod(
     if any(keys.is_plan_key(k) for k in annotations):
         warnings.append("plan.runpod.io/* annotations are written by the webhook: replaced with a fresh plan")
     patch = build_patch(pod, plan_annotations, gpu_limit_on=split.runs_index if gpus.defaulted else None)
+    patch += outage_toleration_patch(spec.get("tolerations"), seconds=outage_toleration_seconds)
     return Verdict(allowed=True, patch=tuple(patch), warnings=tuple(warnings))
 
 
@@ -284,8 +300,7 @@ def _refuse_state_keys(annotations: Mapping[str, str]) -> None:
         # `runpod.io/gpu-type` is state, but also one letter away from the input `gpu-types`.
         hints = "".join(suggest(k, keys.INPUT_KEYS) for k in present)
         raise Denial(
-            f"{', '.join(present)}: written only by the binder, not on a new pod (a copied manifest would "
-            f"adopt another pod's RunPod machine); remove these annotations{hints}",
+            f"{', '.join(present)}: {STATE_ON_NEW_POD}{hints}",
             code=FORBIDDEN,
         )
 
@@ -337,7 +352,6 @@ def _check_frozen(old: Mapping[str, str], new: Mapping[str, str]) -> None:
     if changed:
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
         raise Denial(
-            f"{shown}: cannot change after the pod is created (only the binder's state annotations may); "
-            "delete the pod and create it again with the new values",
+            f"{shown}: {FROZEN_AFTER_CREATE}",
             code=FORBIDDEN,
         )

@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 import uvloop
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from contract.catalog import CatalogError
@@ -32,6 +32,7 @@ from kit.logs import configure_logging
 from webhook.app import Dependencies, create_app
 from webhook.caches import CatalogSource, ConfigMapCatalog, FileCatalog, JobIndex
 from webhook.tls import ReloadingTLS, TLSFilesError
+from webhook.tolerations import DEFAULT_OUTAGE_TOLERATION_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,17 @@ class WebhookSettings(NodeSettings):
         default=None,
         description="serve from this catalog JSON instead of the cluster's ConfigMap (no Job fallback)",
     )
+    outage_toleration_seconds: int | None = Field(
+        default=DEFAULT_OUTAGE_TOLERATION_SECONDS,
+        ge=0,
+        description="how long new pods on the node tolerate its not-ready/unreachable NoExecute taints "
+        "(a RunPod, key or binder outage) before eviction; 'unlimited' = never evicted",
+    )
+
+    @field_validator("outage_toleration_seconds", mode="before")
+    @classmethod
+    def _unlimited(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() == "unlimited" else value
 
 
 def load_webhook_settings(argv: Sequence[str]) -> WebhookSettings:
@@ -96,7 +108,11 @@ async def serve(settings: WebhookSettings) -> int:
         if settings.catalog_file:
             catalog = FileCatalog(settings.catalog_file)
             deps = Dependencies(
-                policy=policy, catalog=catalog, jobs=None, tls_handshakes=lambda: float(tls.handshakes)
+                policy=policy,
+                catalog=catalog,
+                jobs=None,
+                tls_handshakes=lambda: float(tls.handshakes),
+                outage_toleration_seconds=settings.outage_toleration_seconds,
             )
             log.info(
                 "serving from --catalog-file without a cluster: Job annotation fallback is off",
@@ -123,6 +139,7 @@ async def serve(settings: WebhookSettings) -> int:
                 jobs=JobIndex(jobs.items).lookup,
                 jobs_synced=jobs.synced.is_set,
                 tls_handshakes=lambda: float(tls.handshakes),
+                outage_toleration_seconds=settings.outage_toleration_seconds,
             )
             background["watch-catalog"] = asyncio.create_task(configmaps.run(), name="watch-catalog")
             background["watch-jobs"] = asyncio.create_task(jobs.run(), name="watch-jobs")
@@ -153,6 +170,9 @@ async def serve(settings: WebhookSettings) -> int:
                 "node": policy.node_name,
                 "max_gpu_price": policy.max_gpu_price,
                 "datacenters": ",".join(policy.allowed_datacenter_ids or ()) or "any",
+                "outage_toleration_seconds": "unlimited"
+                if settings.outage_toleration_seconds is None
+                else settings.outage_toleration_seconds,
             },
         )
         try:

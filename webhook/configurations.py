@@ -10,8 +10,12 @@ Scope, so that a webhook outage can never block the rest of the cluster:
 - `namespaceSelector` skips the webhook's own namespace and kube-system (no self-hosting
   deadlock), plus any extra names; `namespace_labels` narrows further (tests use it so a shared
   control plane sends only their namespaces);
-- mutate on CREATE only; validate on CREATE and UPDATE (plan and inputs frozen), `pods` only
-  (subresources such as `pods/status` are not matched, so status writes never call us).
+- mutate on CREATE only; validate on CREATE only by default, `pods` only (subresources such as
+  `pods/status` are not matched, so status writes never call us). UPDATEs are guarded inside
+  the apiserver by the ValidatingAdmissionPolicy (`admission_policy`), so a webhook outage never
+  blocks the binder's state writes, a user's `kubectl label` or the Job controller;
+  `validate_updates=True` (chart: `webhook.validateUpdates`) sends UPDATEs to `/validate` as well,
+  for clusters that want the webhook's own check too, at the price of that coupling.
 
 `caBundle` is set only when given: in the chart `runpod-kubelet certs` patches it in.
 """
@@ -43,6 +47,23 @@ def targets_node_expression(node_name: str = DEFAULT_NODE_NAME) -> str:
     )
 
 
+def namespace_selector(
+    *,
+    service_namespace: str,
+    excluded_namespaces: Sequence[str] = (),
+    namespace_labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Namespaces the guard applies to: all but the webhook's own, kube-system and `excluded`;
+    only those carrying every label of `namespace_labels` when given."""
+    excluded = list(dict.fromkeys([service_namespace, "kube-system", *excluded_namespaces]))
+    selector: dict[str, Any] = {
+        "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}]
+    }
+    if namespace_labels:
+        selector["matchLabels"] = dict(namespace_labels)
+    return selector
+
+
 def render_webhook_configurations(
     *,
     name: str,
@@ -55,14 +76,14 @@ def render_webhook_configurations(
     failure_policy: FailurePolicy = "Fail",
     timeout_seconds: int = 10,
     ca_bundle: bytes | None = None,
+    validate_updates: bool = False,
 ) -> list[dict[str, Any]]:
     """[MutatingWebhookConfiguration, ValidatingWebhookConfiguration], both called `name`."""
-    excluded = list(dict.fromkeys([service_namespace, "kube-system", *excluded_namespaces]))
-    selector: dict[str, Any] = {
-        "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}]
-    }
-    if namespace_labels:
-        selector["matchLabels"] = dict(namespace_labels)
+    selector = namespace_selector(
+        service_namespace=service_namespace,
+        excluded_namespaces=excluded_namespaces,
+        namespace_labels=namespace_labels,
+    )
 
     def webhook(webhook_name: str, path: str, operations: list[str]) -> dict[str, Any]:
         client: dict[str, Any] = {
@@ -112,6 +133,12 @@ def render_webhook_configurations(
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": name},
-            "webhooks": [webhook(VALIDATING_WEBHOOK_NAME, "/validate", ["CREATE", "UPDATE"])],
+            "webhooks": [
+                webhook(
+                    VALIDATING_WEBHOOK_NAME,
+                    "/validate",
+                    ["CREATE", "UPDATE"] if validate_updates else ["CREATE"],
+                )
+            ],
         },
     ]

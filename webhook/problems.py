@@ -25,6 +25,16 @@ INVALID: Final = 422
 FORBIDDEN: Final = 403
 UNAVAILABLE: Final = 503
 
+# Endings shared by the validating webhook and the ValidatingAdmissionPolicy (same words either way).
+FROZEN_AFTER_CREATE: Final = (
+    "cannot change after the pod is created (only the binder's state annotations may); "
+    "delete the pod and create it again with the new values"
+)
+STATE_ON_NEW_POD: Final = (
+    "written only by the binder, not on a new pod (a copied manifest would adopt another pod's RunPod "
+    "machine); remove these annotations"
+)
+
 _REASONS: Final = {INVALID: "Invalid", FORBIDDEN: "Forbidden", UNAVAILABLE: "ServiceUnavailable"}
 # Items of a list value, and problems of a denial, shown before "and N more".
 MAX_LISTED: Final = 5

@@ -26,6 +26,7 @@ def test_webhook_bench_reports_every_path(capsys: pytest.CaptureFixture[str]) ->
         "no-op FastAPI, by URL",
         "no-op FastAPI, by Service",
         "no-op answering our patch",
+        "runpod-kubelet, mutate only",
         "runpod-kubelet webhook",
     ]
     if shutil.which("go"):
@@ -34,3 +35,4 @@ def test_webhook_bench_reports_every_path(capsys: pytest.CaptureFixture[str]) ->
         assert row in out, f"{row!r} missing from:\n{out}"
     assert "target: p99 overhead" in out
     assert "our server (ours vs the no-op answering our patch)" in out
+    assert "validate on CREATE (ours vs ours without the validating webhook)" in out

@@ -1,4 +1,5 @@
-"""The chart on the real control plane: its cert hooks, its RBAC and its webhook configurations.
+"""The chart on the real control plane: its cert hooks, its RBAC, its webhook configurations and
+its admission policy.
 
 What helm would do, step by step, with the chart's own manifests: apply the hook RBAC, run
 `runpod-kubelet certs ensure` as the hook ServiceAccount (a TokenRequest token, so the chart's
@@ -29,8 +30,9 @@ from kubernetes_asyncio.client import ApiClient
 
 from certs.material import service_dns_names
 from certs.secret_store import ensure_material
-from contract.plan import plan_from_annotations
+from contract.plan import Candidate, Plan, plan_from_annotations, plan_to_annotations
 from controlplane import ControlPlane
+from controlplane.identities import service_account_kubeconfig
 from tests.chart.rendering import CHART, helm_template
 
 GPU_ANSWER = {
@@ -60,23 +62,6 @@ def apply(plane: ControlPlane, docs: list[dict[str, Any]]) -> None:
 
 def is_hook(doc: dict[str, Any]) -> bool:
     return "helm.sh/hook" in (doc["metadata"].get("annotations") or {})
-
-
-def sa_kubeconfig(plane: ControlPlane, *, namespace: str, account: str, into: Path) -> Path:
-    token = plane.kubectl("create", "token", account, "-n", namespace).stdout.strip()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "c", "cluster": {"server": plane.server, "certificate-authority": str(plane.ca_file)}}
-        ],
-        "users": [{"name": "u", "user": {"token": token}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
-    path = into / f"{account}.kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def run_certs(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -147,7 +132,8 @@ class Release:
         cluster_scoped = [
             d
             for d in self.docs
-            if d["kind"].startswith("Cluster") or d["kind"].endswith("WebhookConfiguration")
+            if d["kind"].startswith(("Cluster", "ValidatingAdmissionPolicy"))
+            or d["kind"].endswith("WebhookConfiguration")
         ]
         for doc in cluster_scoped:
             self.plane.kubectl(
@@ -184,7 +170,9 @@ def test_the_chart_installs_and_the_apiserver_admits_gpu_pods_through_its_webhoo
     plane, ns = control_plane, release.namespace
     # pre-install: the hook RBAC, then `certs ensure` as the hook's own ServiceAccount.
     apply(plane, [d for d in release.docs if is_hook(d) and d["kind"] != "Job"])
-    hook_config = sa_kubeconfig(plane, namespace=ns, account=f"{release.full}-certs-hook", into=tmp_path)
+    hook_config = service_account_kubeconfig(
+        plane, namespace=ns, account=f"{release.full}-certs-hook", into=tmp_path
+    ).kubeconfig
     pre = run_certs(hook_config, *release.hook_args("pre"))
     assert pre.returncode == 0, pre.stderr
     assert "created" in pre.stdout
@@ -283,6 +271,49 @@ def test_the_binder_can_read_but_never_write_secrets_and_the_webhook_cannot_read
     assert can(binder, "update", "leases.coordination.k8s.io/virtual-runpod", "-n", "kube-node-lease")
     assert not can(binder, "update", "configmaps/other", "-n", release.namespace)
     assert can(binder, "update", "configmaps/runpod-catalog", "-n", release.namespace)
+
+
+def test_the_charts_admission_policy_lets_only_the_binders_service_account_write_state(
+    control_plane: ControlPlane, release: Release
+) -> None:
+    plane = control_plane
+    # The release without its webhook configurations (no webhook runs here): the policy alone.
+    apply(
+        plane, [d for d in release.docs if not is_hook(d) and not d["kind"].endswith("WebhookConfiguration")]
+    )
+    wait_for_default_sa(plane, release.apps)
+    denied = f"ValidatingAdmissionPolicy '{release.full}' with binding '{release.full}' denied request: "
+    deadline = time.monotonic() + _WAIT
+    while True:
+        unplanned = plane.kubectl("create", "-n", release.apps, "-f", "-", check=False,
+                                  input=json.dumps(gpu_pod("unplanned")))  # fmt: skip
+        if unplanned.returncode != 0:
+            break
+        plane.kubectl("delete", "pod", "-n", release.apps, "unplanned", "--wait=false")
+        assert time.monotonic() < deadline, "the chart's policy never took effect"
+        time.sleep(0.2)
+    assert denied + "plan.runpod.io/version missing: the pod has no plan" in unplanned.stderr
+
+    plan = Plan(
+        candidates=(Candidate(gpu="NVIDIA A40", dc="EU-RO-1", usdPerHour=0.44),),
+        gpu_count=1, cloud="SECURE", container_disk_gb=50, max_gpu_price=0.5, catalog_revision="r1",
+    )  # fmt: skip
+    planned = gpu_pod("planned", plan_to_annotations(plan))
+    planned["spec"]["schedulingGates"] = [{"name": "runpod-kubelet.test/hold"}]
+    plane.kubectl("create", "-n", release.apps, "-f", "-", input=json.dumps(planned))
+    binder = f"system:serviceaccount:{release.namespace}:{release.full}-binder"
+
+    def annotate(*args: str) -> subprocess.CompletedProcess[str]:
+        return plane.kubectl("annotate", "-n", release.apps, "pod", "planned", *args, check=False)
+
+    # The binder's ServiceAccount, with the chart's own RBAC, records state; an admin cannot.
+    assert annotate("runpod.io/pod-id=abc123", f"--as={binder}").returncode == 0
+    forged = annotate("runpod.io/exit-code=0")
+    assert forged.returncode != 0
+    assert (
+        denied + f"runpod.io/exit-code: written only by the binder ({binder}), not by admin" in forged.stderr
+    )
+    assert plane.kubectl("label", "-n", release.apps, "pod", "planned", "team=ml").returncode == 0
 
 
 async def test_two_ensures_at_once_store_one_material_and_both_return_it(

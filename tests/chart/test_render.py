@@ -14,6 +14,7 @@ import yaml
 from binder.settings import load_binder_settings
 from contract.policy import NODE_TYPE_LABEL, NODE_TYPE_VALUE, TAINT_EFFECT, TAINT_KEY, TAINT_VALUE
 from tests.chart.rendering import CHART, RELEASE_NAMESPACE, Render, env_of, find, helm_template
+from webhook.admission_policy import render_admission_policy
 from webhook.cli import load_webhook_settings
 from webhook.configurations import render_webhook_configurations
 
@@ -45,6 +46,8 @@ VALUE_MATRIX: dict[str, tuple[str, ...]] = {
         "webhook.failurePolicy=Ignore",
         "webhook.timeoutSeconds=5",
         'webhook.excludedNamespaces=["monitoring"]',
+        "webhook.validateUpdates=true",
+        "webhook.outageTolerationSeconds=3600",
         "certs.renewSchedule=",
         "binder.replicas=3",
         'imagePullSecrets=[{"name":"ghcr"}]',
@@ -105,6 +108,9 @@ def test_every_rendered_manifest_passes_strict_kubernetes_validation(
         ("kubelet.maxGpuPrise=0.5", "/kubelet"),
         ("webhook.failurePolicy=Sometimes", "/webhook/failurePolicy"),
         ("webhook.timeoutSeconds=60", "/webhook/timeoutSeconds"),
+        ("webhook.validateUpdates=maybe", "/webhook/validateUpdates"),
+        ("webhook.outageTolerationSeconds=forever", "/webhook/outageTolerationSeconds"),
+        ("webhook.outageTolerationSeconds=-1", "/webhook/outageTolerationSeconds"),
         ("binder.replicas=two", "/binder/replicas"),
         ("runpod.apiKey=1234", "/runpod/apiKey"),
     ],
@@ -182,6 +188,7 @@ def test_the_seed_values_reach_both_processes_settings(
         0.8,
     )
     assert webhook.tls_cert_file == "/etc/runpod-kubelet/tls/tls.crt"
+    assert webhook.outage_toleration_seconds == 86400
 
 
 def test_every_binder_and_webhook_knob_reaches_the_settings(
@@ -212,6 +219,31 @@ def test_every_binder_and_webhook_knob_reaches_the_settings(
     webhook = load_webhook_settings([])
     assert webhook.node_policy().allowed_datacenter_ids == ("EU-RO-1", "US-KS-2")
     assert (webhook.node_name, webhook.max_candidates, webhook.port) == ("gpu-cloud", 8, 8443)
+    assert webhook.outage_toleration_seconds == 3600
+
+
+def test_an_unlimited_outage_toleration_reaches_the_webhook_as_no_limit(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render("webhook.outageTolerationSeconds=unlimited")
+    webhook_ctr = find(docs, "Deployment", "-webhook")["spec"]["template"]["spec"]["containers"][0]
+
+    for key, value in container_env_for_settings(webhook_ctr).items():
+        monkeypatch.setenv(key, value)
+    assert load_webhook_settings([]).outage_toleration_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("values", "operations"), [((), ["CREATE"]), (("webhook.validateUpdates=true",), ["CREATE", "UPDATE"])]
+)
+def test_the_validating_webhook_sees_updates_only_when_asked(
+    render: Render, values: tuple[str, ...], operations: list[str]
+) -> None:
+    config = find(render(*values), "ValidatingWebhookConfiguration")
+    mutating = find(render(*values), "MutatingWebhookConfiguration")
+
+    assert [rule["operations"] for rule in config["webhooks"][0]["rules"]] == [operations]
+    assert [rule["operations"] for rule in mutating["webhooks"][0]["rules"]] == [["CREATE"]]
 
 
 def test_no_role_can_write_secrets_cluster_wide(render: Render) -> None:
@@ -372,6 +404,7 @@ def test_the_chart_installs_exactly_the_webhooks_own_canonical_configurations(
         namespace_labels={"team": "ml"},
         failure_policy="Ignore" if knobs == "every knob" else "Fail",
         timeout_seconds=5 if knobs == "every knob" else 10,
+        validate_updates=knobs == "every knob",
     )
 
     assert [c["webhooks"] for c in chart] == [
@@ -423,3 +456,36 @@ def test_uninstall_hooks_drain_the_node_before_and_remove_run_time_objects_after
         (RELEASE_NAMESPACE, "secrets", ("rk-runpod-kubelet-webhook-tls",)),
         ("kube-system", "configmaps", ("runpod-catalog",)),
     }
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(), VALUE_MATRIX["every knob"], ("kubelet.namespace=kube-system",)],
+    ids=["defaults", "every knob", "work namespace elsewhere"],
+)
+def test_the_chart_installs_exactly_the_canonical_admission_policy_with_the_binder_as_state_writer(
+    render: Render, values: tuple[str, ...]
+) -> None:
+    docs = render(*values, 'webhook.namespaceLabels={"team":"ml"}')
+    guard = [find(docs, "ValidatingAdmissionPolicy"), find(docs, "ValidatingAdmissionPolicyBinding")]
+    webhook = find(docs, "MutatingWebhookConfiguration")["webhooks"][0]
+    binder_account = find(docs, "Deployment", "-binder")["spec"]["template"]["spec"]["serviceAccountName"]
+    (excluded,) = webhook["namespaceSelector"]["matchExpressions"]
+    canonical = render_admission_policy(
+        name=guard[0]["metadata"]["name"],
+        service_namespace=RELEASE_NAMESPACE,
+        state_writers=[f"system:serviceaccount:{RELEASE_NAMESPACE}:{binder_account}"],
+        node_name="gpu-cloud" if values == VALUE_MATRIX["every knob"] else "virtual-runpod",
+        excluded_namespaces=excluded["values"],
+        namespace_labels={"team": "ml"},
+    )
+
+    assert [{k: v for k, v in d.items() if k != "metadata"} for d in guard] == [
+        {k: v for k, v in d.items() if k != "metadata"} for d in canonical
+    ]
+    assert guard[0]["metadata"]["name"] == guard[1]["metadata"]["name"] == guard[1]["spec"]["policyName"]
+    # Scoped as the webhooks are: they and the policy see exactly the same pods.
+    assert guard[1]["spec"]["matchResources"]["namespaceSelector"] == webhook["namespaceSelector"]
+    assert guard[0]["spec"]["matchConditions"] == webhook["matchConditions"]
+    if "kubelet.namespace=kube-system" in values:
+        assert "kube-system" in excluded["values"]

@@ -1,9 +1,9 @@
 """The webhook called by the real kube-apiserver through the configurations the chart installs.
 
 One webhook process per module (cluster mode: catalog ConfigMap and Job watch from the control
-plane), reached through a Service routed to its 127.0.0.1 port, trusted through a caBundle made
-by `certs.material`. The configurations are narrowed to namespaces carrying this module's label,
-so other tests sharing the control plane never reach this webhook.
+plane), with both webhook configurations and the admission policy installed for namespaces
+carrying this module's label (`webhook_cluster_support.serve_webhook`), so other tests sharing
+the control plane never reach this webhook.
 """
 
 from __future__ import annotations
@@ -11,17 +11,23 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from webhook_cluster_support import (
+    LABEL,
+    WAIT,
+    Deployed,
+    apply,
+    get_pod,
+    manifest,
+    serve_webhook,
+    wait_until_served,
+)
 from webhook_samples import gpu_pod, sample_catalog
 
 from certs.material import Action, Material, Renewal, issue, service_dns_names, trust_bundle
@@ -30,165 +36,48 @@ from contract.policy import CATALOG_CONFIGMAP, CATALOG_CONFIGMAP_KEY
 from controlplane import ControlPlane
 from webhook.configurations import render_webhook_configurations
 
-SERVICE = "runpod-kubelet-webhook"
-LABEL = "runpod-kubelet.test/webhook"
-_WAIT = 60.0
-
-
-@dataclass
-class Deployed:
-    plane: ControlPlane
-    namespace: str
-    label: str
-    url: str
-    ca_pem: bytes
-    process: subprocess.Popen[str]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _apply(plane: ControlPlane, *objects: dict[str, Any]) -> None:
-    plane.kubectl(
-        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
-    )
+# Who the admission policy takes for the binder here; tests act as it by impersonation.
+BINDER = "system:serviceaccount:runpod-test:runpod-kubelet-binder"
+AS_BINDER = (f"--as={BINDER}", "--as-group=system:masters")
 
 
 @pytest.fixture(scope="module")
 def deployed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     tag = secrets.token_hex(3)
-    namespace, name = f"webhook-{tag}", f"runpod-kubelet-test-{tag}"
+    namespace = f"webhook-{tag}"
     http = control_plane.http()
     http.post("/api/v1/namespaces", json={"metadata": {"name": namespace}}).raise_for_status()
-    http.post(
-        f"/api/v1/namespaces/{namespace}/configmaps",
-        json={
-            "metadata": {"name": CATALOG_CONFIGMAP},
-            "data": {CATALOG_CONFIGMAP_KEY: sample_catalog().to_json()},
-        },
-    ).raise_for_status()
-    tls = tmp_path_factory.mktemp("webhook-tls")
-    material = _serving_material(tls, service=SERVICE, namespace=namespace)
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runpod_kubelet.cli",
-            "webhook",
-            f"--kubeconfig={control_plane.kubeconfig}",
-            f"--namespace={namespace}",
-            f"--tls-cert-file={tls / 'tls.crt'}",
-            f"--tls-key-file={tls / 'tls.key'}",
-            f"--port={port}",
-            "--host=127.0.0.1",
-            "--max-gpu-price=2",
-            "--datacenter-ids=EU-RO-1,US-KS-2,EU-SE-1",
-            "--max-candidates=3",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    route = None
     try:
-        _wait_ready(process, port, material.ca_cert_pem, tls)
-        route = control_plane.route_service_to_local_port(namespace, SERVICE, port)
-        _apply(
+        http.post(
+            f"/api/v1/namespaces/{namespace}/configmaps",
+            json={
+                "metadata": {"name": CATALOG_CONFIGMAP},
+                "data": {CATALOG_CONFIGMAP_KEY: sample_catalog().to_json()},
+            },
+        ).raise_for_status()
+        with serve_webhook(
             control_plane,
-            *render_webhook_configurations(
-                name=name,
-                service_name=SERVICE,
-                service_namespace=namespace,
-                namespace_labels={LABEL: tag},
-                ca_bundle=trust_bundle(material),
-            ),
-        )
-        yield Deployed(
-            control_plane, namespace, tag, f"https://127.0.0.1:{port}", material.ca_cert_pem, process
-        )
+            namespace=namespace,
+            label=tag,
+            name=f"runpod-kubelet-test-{tag}",
+            tls=tmp_path_factory.mktemp("webhook-tls"),
+            binder_username=BINDER,
+            args=["--max-gpu-price=2", "--datacenter-ids=EU-RO-1,US-KS-2,EU-SE-1", "--max-candidates=3"],
+        ) as served:
+            yield served
     finally:
-        control_plane.kubectl(
-            "delete", "mutatingwebhookconfiguration,validatingwebhookconfiguration", name, check=False
-        )
-        if route is not None:
-            route.close()
-        process.terminate()
-        try:
-            process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
         http.delete(f"/api/v1/namespaces/{namespace}")
-
-
-def _serving_material(directory: Path, *, service: str, namespace: str) -> Material:
-    """A fresh CA and a serving certificate for `service`, written as tls.crt and tls.key."""
-    material = issue(
-        Renewal(Action.NEW_CA, "test"),
-        None,
-        now=datetime.now(UTC),
-        names=service_dns_names(service=service, namespace=namespace),
-    )
-    (directory / "tls.crt").write_bytes(material.cert_pem)
-    (directory / "tls.key").write_bytes(material.key_pem)
-    return material
-
-
-def _wait_ready(process: subprocess.Popen[str], port: int, ca_pem: bytes, tls: Path) -> None:
-    (tls / "ca.crt").write_bytes(ca_pem)
-    import ssl
-
-    context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
-    context.check_hostname = False  # the certificate names the Service, we dial 127.0.0.1
-    deadline = time.monotonic() + _WAIT
-    with httpx.Client(verify=context) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise AssertionError(f"webhook exited: {process.communicate()[0]}")
-            try:
-                if client.get(f"https://127.0.0.1:{port}/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    raise AssertionError("webhook never became ready (catalog ConfigMap and Job watch)")
-
-
-def _manifest(pod: dict[str, Any], name: str) -> str:
-    pod["metadata"] = {k: v for k, v in pod["metadata"].items() if k not in ("namespace", "name")}
-    pod["metadata"]["name"] = name
-    pod["spec"]["containers"][0]["image"] = "registry.invalid/never-pulled:1"
-    return json.dumps(pod)
 
 
 @pytest.fixture
 def user_namespace(deployed: Deployed, namespace: str) -> str:
     """A fresh namespace the webhook serves, returned once the apiserver calls the webhook there."""
-    deployed.plane.kubectl("label", "namespace", namespace, f"{LABEL}={deployed.label}")
-    probe = _manifest(gpu_pod(annotations={"runpod.io/probe": "1"}), "probe")
-    deadline = time.monotonic() + _WAIT
-    while time.monotonic() < deadline:
-        result = deployed.plane.kubectl("create", "-n", namespace, "-f", "-", input=probe, check=False)
-        if result.returncode != 0 and "runpod.io/probe" in result.stderr:
-            return namespace
-        if result.returncode == 0:
-            deployed.plane.kubectl("delete", "pod", "-n", namespace, "probe", "--wait=false", check=False)
-        time.sleep(0.2)
-    pytest.fail("the apiserver never called the webhook in the labelled namespace")
-
-
-def _get_pod(plane: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
-    return dict(json.loads(plane.kubectl("get", "pod", "-n", namespace, name, "-o", "json").stdout))
+    wait_until_served(deployed.plane, namespace, deployed.label)
+    return namespace
 
 
 def test_kubectl_apply_of_a_bad_pod_prints_our_message(deployed: Deployed, user_namespace: str) -> None:
-    bad = _manifest(gpu_pod(annotations={"runpod.io/gpu-memory": "80"}), "typo")
+    bad = manifest(gpu_pod(annotations={"runpod.io/gpu-memory": "80"}), "typo")
     result = deployed.plane.kubectl("apply", "-n", user_namespace, "-f", "-", input=bad, check=False)
     assert result.returncode != 0
     assert 'admission webhook "mutate.runpod-kubelet.io" denied the request' in result.stderr
@@ -204,12 +93,12 @@ def test_a_good_pod_gets_a_plan_and_dropped_datacenters_are_printed_as_warnings(
     pod = gpu_pod(
         annotations={"runpod.io/datacenter-ids": "US-TX-3,US-KS-2", "runpod.io/required-gpu-memory": "40"}
     )
-    result = deployed.plane.kubectl("apply", "-n", user_namespace, "-f", "-", input=_manifest(pod, "good"))
+    result = deployed.plane.kubectl("apply", "-n", user_namespace, "-f", "-", input=manifest(pod, "good"))
     assert (
         "Warning: runpod.io/datacenter-ids: dropped US-TX-3: not allowed on node virtual-runpod"
         in result.stderr
     )
-    stored = _get_pod(deployed.plane, user_namespace, "good")
+    stored = get_pod(deployed.plane, user_namespace, "good")
     plan = plan_from_annotations(stored["metadata"]["annotations"])
     assert plan.datacenter_ids == ("US-KS-2",)
     assert [(c.gpu_type_id, c.datacenter_id) for c in plan.candidates] == [
@@ -235,8 +124,8 @@ def test_a_jobs_annotations_reach_its_pods_plan(deployed: Deployed, user_namespa
         },
         "spec": {"backoffLimit": 0, "template": template},
     }
-    _apply(deployed.plane, job)
-    deadline = time.monotonic() + _WAIT
+    apply(deployed.plane, job)
+    deadline = time.monotonic() + WAIT
     pods: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not pods:
         listed = deployed.plane.kubectl(
@@ -253,36 +142,60 @@ def test_a_jobs_annotations_reach_its_pods_plan(deployed: Deployed, user_namespa
     ]
 
 
-def test_plan_and_inputs_cannot_be_changed_but_binder_state_can(
+def test_plan_and_inputs_are_frozen_by_the_policy_and_only_the_binder_writes_state(
     deployed: Deployed, user_namespace: str
 ) -> None:
     plane = deployed.plane
-    plane.kubectl("apply", "-n", user_namespace, "-f", "-", input=_manifest(gpu_pod(), "frozen"))
-    tamper = plane.kubectl(
-        "annotate",
-        "-n",
-        user_namespace,
-        "pod",
-        "frozen",
-        "plan.runpod.io/cloud=COMMUNITY",
-        "--overwrite",
-        check=False,
-    )
-    assert tamper.returncode != 0
-    assert 'admission webhook "validate.runpod-kubelet.io" denied the request' in tamper.stderr
+    plane.kubectl("apply", "-n", user_namespace, "-f", "-", input=manifest(gpu_pod(), "frozen"))
+
+    def annotate(*args: str) -> Any:
+        return plane.kubectl("annotate", "-n", user_namespace, "pod", "frozen", *args, check=False)
+
+    refused_by = f"ValidatingAdmissionPolicy '{deployed.name}' with binding '{deployed.name}' denied request"
+    tamper = annotate("plan.runpod.io/cloud=COMMUNITY", "--overwrite")
+    assert tamper.returncode != 0 and refused_by in tamper.stderr
     assert "plan.runpod.io/cloud: cannot change after the pod is created" in tamper.stderr
-    retune = plane.kubectl(
-        "annotate", "-n", user_namespace, "pod", "frozen", "runpod.io/required-gpu-memory=80", check=False
-    )
+    retune = annotate("runpod.io/required-gpu-memory=80")
     assert retune.returncode != 0 and "runpod.io/required-gpu-memory: cannot change" in retune.stderr
-    plane.kubectl("annotate", "-n", user_namespace, "pod", "frozen", "runpod.io/pod-id=abc123")
-    assert (
-        _get_pod(plane, user_namespace, "frozen")["metadata"]["annotations"]["runpod.io/pod-id"] == "abc123"
-    )
+    forged = annotate("runpod.io/pod-id=abc123")
+    assert forged.returncode != 0 and refused_by in forged.stderr
+    assert f"runpod.io/pod-id: written only by the binder ({BINDER}), not by admin" in forged.stderr
+    assert annotate("runpod.io/pod-id=abc123", *AS_BINDER).returncode == 0
+    assert get_pod(plane, user_namespace, "frozen")["metadata"]["annotations"]["runpod.io/pod-id"] == "abc123"
+    # The validating webhook no longer sees UPDATEs: the apiserver's metrics count no call.
+    metrics = plane.kubectl("get", "--raw", "/metrics").stdout
+    assert not [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("apiserver_admission_webhook_admission_duration_seconds_count")
+        and 'name="validate.runpod-kubelet.io"' in line
+        and 'operation="UPDATE"' in line
+    ]
+
+
+def test_a_planned_pod_tolerates_node_outages_for_a_day_unless_it_chose_otherwise(
+    deployed: Deployed, user_namespace: str
+) -> None:
+    own = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+           "tolerationSeconds": 600}  # fmt: skip
+    pod = gpu_pod()
+    pod["spec"]["tolerations"].append(own)
+    deployed.plane.kubectl("create", "-n", user_namespace, "-f", "-", input=manifest(pod, "tolerant"))
+
+    tolerations = get_pod(deployed.plane, user_namespace, "tolerant")["spec"]["tolerations"]
+
+    # The apiserver's DefaultTolerationSeconds plugin added not-ready for 300 s before the
+    # webhook ran; the webhook raised it, and left the pod's own unreachable toleration alone.
+    outage = [t for t in tolerations if t["key"].startswith("node.kubernetes.io/")]
+    assert outage == [
+        own,
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+         "tolerationSeconds": 86400},
+    ]  # fmt: skip
 
 
 def test_a_pod_bringing_binder_state_is_refused(deployed: Deployed, user_namespace: str) -> None:
-    copied = _manifest(gpu_pod(annotations={"runpod.io/pod-id": "someone-elses"}), "copied")
+    copied = manifest(gpu_pod(annotations={"runpod.io/pod-id": "someone-elses"}), "copied")
     result = deployed.plane.kubectl("create", "-n", user_namespace, "-f", "-", input=copied, check=False)
     assert result.returncode != 0
     assert "runpod.io/pod-id: written only by the binder" in result.stderr
@@ -299,7 +212,7 @@ def test_an_unrelated_pod_is_admitted_while_the_webhook_is_down(
         json={"metadata": {"name": f"down-{tag}"}, "spec": {"ports": [{"port": 443}]}},
     ).raise_for_status()
     control_plane.kubectl("label", "namespace", namespace, f"{LABEL}=down-{tag}")
-    _apply(
+    apply(
         control_plane,
         *render_webhook_configurations(
             name=name,
@@ -310,12 +223,12 @@ def test_an_unrelated_pod_is_admitted_while_the_webhook_is_down(
         ),
     )
     try:
-        deadline = time.monotonic() + _WAIT
+        deadline = time.monotonic() + WAIT
         refused = ""
         attempt = 0
         while time.monotonic() < deadline and not refused:
             attempt += 1
-            aimed = _manifest(gpu_pod(), f"aimed-{attempt}")
+            aimed = manifest(gpu_pod(), f"aimed-{attempt}")
             result = control_plane.kubectl("create", "-n", namespace, "-f", "-", input=aimed, check=False)
             if result.returncode != 0:
                 refused = result.stderr
@@ -324,14 +237,27 @@ def test_an_unrelated_pod_is_admitted_while_the_webhook_is_down(
                 time.sleep(0.2)
         assert 'failed calling webhook "mutate.runpod-kubelet.io"' in refused
         unrelated = gpu_pod(aimed=False, annotations={"runpod.io/anything": "ignored"})
-        control_plane.kubectl("create", "-n", namespace, "-f", "-", input=_manifest(unrelated, "unrelated"))
-        assert _get_pod(control_plane, namespace, "unrelated")["metadata"]["annotations"] == {
+        control_plane.kubectl("create", "-n", namespace, "-f", "-", input=manifest(unrelated, "unrelated"))
+        assert get_pod(control_plane, namespace, "unrelated")["metadata"]["annotations"] == {
             "runpod.io/anything": "ignored"
         }
     finally:
         control_plane.kubectl(
             "delete", "mutatingwebhookconfiguration,validatingwebhookconfiguration", name, check=False
         )
+
+
+def _serving_material(directory: Path, *, service: str, namespace: str) -> Material:
+    """A fresh CA and a serving certificate for `service`, written as tls.crt and tls.key."""
+    material = issue(
+        Renewal(Action.NEW_CA, "test"),
+        None,
+        now=datetime.now(UTC),
+        names=service_dns_names(service=service, namespace=namespace),
+    )
+    (directory / "tls.crt").write_bytes(material.cert_pem)
+    (directory / "tls.key").write_bytes(material.key_pem)
+    return material
 
 
 class _Injector:
@@ -434,7 +360,7 @@ def injector(deployed: Deployed, tmp_path: Path) -> Iterator[_Injector]:
             }
         ],
     }
-    _apply(deployed.plane, configuration)
+    apply(deployed.plane, configuration)
     try:
         yield server
     finally:
@@ -446,14 +372,14 @@ def injector(deployed: Deployed, tmp_path: Path) -> Iterator[_Injector]:
 def _injected_manifest(name: str, annotations: dict[str, str] | None = None) -> str:
     pod = gpu_pod(annotations=annotations)
     pod["metadata"]["labels"] = {_INJECT_LABEL: "true"}
-    return _manifest(pod, name)
+    return manifest(pod, name)
 
 
 def test_a_sidecar_injected_after_our_webhook_is_refused_by_validation(
     deployed: Deployed, user_namespace: str, injector: _Injector
 ) -> None:
     plane = deployed.plane
-    deadline = time.monotonic() + _WAIT
+    deadline = time.monotonic() + WAIT
     result = plane.kubectl(
         "create", "-n", user_namespace, "-f", "-", input=_injected_manifest("meshed"), check=False
     )
@@ -473,7 +399,7 @@ def test_a_sidecar_injected_after_our_webhook_is_refused_by_validation(
 
     named = _injected_manifest("meshed-ok", {"runpod.io/drop-containers": "istio-proxy"})
     plane.kubectl("create", "-n", user_namespace, "-f", "-", input=named)
-    stored = _get_pod(plane, user_namespace, "meshed-ok")
+    stored = get_pod(plane, user_namespace, "meshed-ok")
     assert [c["name"] for c in stored["spec"]["containers"]] == ["main", "istio-proxy"]
     assert plan_from_annotations(stored["metadata"]["annotations"]).drop_containers == ("istio-proxy",)
 
@@ -484,7 +410,7 @@ def test_a_three_container_pod_is_refused_by_the_mutating_webhook_naming_them(
     pod = gpu_pod()
     pod["spec"]["containers"] += [{"name": "sidecar", "image": "x:1"}, {"name": "logger", "image": "y:1"}]
     result = deployed.plane.kubectl(
-        "create", "-n", user_namespace, "-f", "-", input=_manifest(pod, "three"), check=False
+        "create", "-n", user_namespace, "-f", "-", input=manifest(pod, "three"), check=False
     )
     assert result.returncode != 0
     assert 'admission webhook "mutate.runpod-kubelet.io" denied the request' in result.stderr

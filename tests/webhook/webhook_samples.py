@@ -122,7 +122,8 @@ def review_bytes(pod: dict[str, Any] | None, **kwargs: Any) -> bytes:
 
 
 def apply_patch(document: dict[str, Any], patch: list[dict[str, Any]]) -> dict[str, Any]:
-    """A strict RFC 6902 add/remove for the ops the webhook emits: fails where the apiserver would."""
+    """A strict RFC 6902 add/remove/replace for the ops the webhook emits: fails where the apiserver
+    would."""
     doc = json.loads(json.dumps(document))
     for op in patch:
         tokens = [t.replace("~1", "/").replace("~0", "~") for t in op["path"].split("/")[1:]]
@@ -137,6 +138,11 @@ def apply_patch(document: dict[str, Any], patch: list[dict[str, Any]]) -> dict[s
                 parent[last] = op["value"]
         elif op["op"] == "remove":
             del parent[int(last) if isinstance(parent, list) else last]
+        elif op["op"] == "replace":
+            index: Any = int(last) if isinstance(parent, list) else last
+            if (index >= len(parent)) if isinstance(parent, list) else (index not in parent):
+                raise AssertionError(f"replace of a missing {op['path']}")
+            parent[index] = op["value"]
         else:
             raise AssertionError(f"unexpected op {op['op']}")
     return doc
