@@ -148,7 +148,10 @@ def _assert_story(output: str, *, chart: bool = False) -> None:
     assert "did you mean runpod.io/required-gpu-memory?" in output
     assert "GPU candidates, tried in this order (1 GPU, SECURE cloud):" in output
     assert "price cap: $0.35 per GPU-hour" in output
-    assert re.search(r"\] Running; running", output), output
+    if not chart:
+        # The chart's binder syncs every 5 s while pods change: a 4 s Job may go from Pending
+        # straight to Succeeded there; the host-run binder of the plain demo ticks every second.
+        assert re.search(r"\] Running; running", output), output
     assert re.search(r"\] Succeeded; terminated: Completed, exit code 0", output), output
     assert "    epoch 3/3 loss=0.22" in output
     assert "exit code 0 (read by the binder from the log stream" in output
