@@ -50,6 +50,7 @@ test: $(STAMP) node-packages
 	@tools/control-plane/build >/dev/null
 	@tools/node/build >/dev/null
 	@tools/metrics-server/build >/dev/null
+	@tools/vk-e2e/build >/dev/null
 	@tools/image/build >/dev/null
 	@tools/helm/fetch >/dev/null
 	$(MAKE) --no-print-directory lint

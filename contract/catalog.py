@@ -80,6 +80,13 @@ class Catalog(_Model):
                 return gpu
         return None
 
+    def offers_global_network(self, gpu_type_id: str, datacenter_id: str | None) -> bool:
+        """May a pod of this GPU type in this data center join RunPod's global network (and so
+        get a private address)? Only NVIDIA GPUs, only where the data center has it."""
+        gpu = self.gpu(gpu_type_id)
+        dc = self.datacenter(datacenter_id) if datacenter_id else None
+        return gpu is not None and gpu.manufacturer == "NVIDIA" and dc is not None and dc.global_network
+
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)
 

@@ -231,6 +231,7 @@ def _plan_pod(
         datacenter_ids=datacenters,
         gpu_types=inputs.gpu_types,
         max_candidates=policy.max_candidates,
+        needs_private_address=not any(p.protocol == "tcp" for p in ports),
     )
     plan_annotations = planner(
         PlanRequest(

@@ -7,9 +7,12 @@ Owns three decisions, each a pure function of its inputs:
 - `check_pins`: `runpod.io/gpu-types` ids must exist in the catalog (did-you-mean otherwise).
 - `resolve_candidates`: (GPU type, data center) pairs with memory >= required, price per GPU <=
   the cap, offered in the cloud, in stock in an allowed data center; ordered by whole-pod price,
-  then stock band (more first), then memory (more first: more for the same money), then GPU id,
-  then data-center id, so equal inputs always give the same plan. When nothing fits, the denial
-  names the nearest miss and which constraint excluded it.
+  then, for a pod whose only address can be RunPod's global-networking one (no `tcp` port, so
+  no public IP), the candidates where it can have one (so a Running pod has a podIP whenever
+  the money allows: never at a higher price), then stock band (more first), then memory (more
+  first: more for the same money), then GPU id, then data-center id, so equal inputs always
+  give the same plan. When nothing fits, the denial names the nearest miss and which
+  constraint excluded it.
 
 Does not own reading annotations (`inputs`) or node policy itself (`contract.policy`).
 """
@@ -45,6 +48,8 @@ class Demand:
     datacenter_ids: tuple[str, ...] | None
     gpu_types: tuple[str, ...] | None
     max_candidates: int
+    # No `tcp` port, so no public IP: its address can only be the global-networking one.
+    needs_private_address: bool = False
 
 
 def known_datacenters(catalog: Catalog) -> frozenset[str]:
@@ -141,7 +146,7 @@ def _pin_hint(pin: str, catalog: Catalog) -> str:
 def resolve_candidates(demand: Demand, catalog: Catalog) -> tuple[Candidate, ...]:
     """Ordered candidates, at most `max_candidates`; a `Denial` naming the near miss when none."""
     pool = [g for g in catalog.gpu_types if demand.gpu_types is None or g.id in demand.gpu_types]
-    candidates: list[tuple[tuple[float, int, int, str, str], Candidate]] = []
+    candidates: list[tuple[tuple[float, bool, int, int, str, str], Candidate]] = []
     for gpu in pool:
         price = gpu.price_in(demand.cloud)
         if gpu.memory_gb < demand.memory_gb or price is None or price > demand.max_gpu_price:
@@ -150,7 +155,8 @@ def resolve_candidates(demand: Demand, catalog: Catalog) -> tuple[Candidate, ...
         for dc, band in gpu.stock_in(demand.cloud).items():
             if demand.datacenter_ids is not None and dc not in demand.datacenter_ids:
                 continue
-            key = (whole_pod, -AVAILABILITY_RANK[band], -gpu.memory_gb, gpu.id, dc)
+            unaddressed = demand.needs_private_address and not catalog.offers_global_network(gpu.id, dc)
+            key = (whole_pod, unaddressed, -AVAILABILITY_RANK[band], -gpu.memory_gb, gpu.id, dc)
             candidates.append(
                 (key, Candidate(gpu_type_id=gpu.id, datacenter_id=dc, usd_per_hour=whole_pod, stock=band))
             )

@@ -279,6 +279,9 @@ def build_app(api: KubeletApi) -> FastAPI:
     for path, handler in (
         ("/pods", api.pods),
         ("/pods/", api.pods),
+        # client-go's path joining drops the slash (VK's suite asks for `runningpods`); the
+        # kubelet's router answers both.
+        ("/runningpods", api.running_pods),
         ("/runningpods/", api.running_pods),
         ("/stats/summary", api.stats_summary),
         ("/metrics/resource", api.resource_metrics),

@@ -3,7 +3,9 @@
 - `/pods`: a `v1.PodList` of the pods bound to the node, as the kubelet serves its pod manager's
   view (the apiserver's objects, from the binder's watch cache);
 - `/runningpods/`: a `v1.PodList` of the pods whose RunPod pod runs, in the kubelet's minimal
-  form (metadata and container names and images only);
+  form (metadata and container names and images only); a pod whose RunPod pod the binder has
+  terminated (`runpod.io/terminated`) is not listed, even before the next tick's list says so
+  (a Terminating pod leaves the list as soon as its RunPod pod is gone, as in Virtual Kubelet);
 - `/stats/summary`: the Summary API (`stats/v1alpha1`): node and per-pod/per-container CPU and
   memory, from `binder.pods.usage` (RunPod's utilisation percentages made absolute against
   what each pod declares; see that module for exactly how);
@@ -24,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from binder.pods.usage import PodUsage, UsageLedger
+from contract.annotations import TERMINATED
 
 __all__ = ["pod_list", "resource_metrics", "running_pods", "summary"]
 
@@ -48,7 +51,7 @@ def running_pods(pods: Iterable[Mapping[str, Any]], usage: UsageLedger) -> dict[
     for pod in pods:
         metadata = pod.get("metadata") or {}
         used = usage.pods.get(str(metadata.get("uid") or ""))
-        if used is None or not used.running:
+        if used is None or not used.running or TERMINATED in (metadata.get("annotations") or {}):
             continue
         containers = (pod.get("spec") or {}).get("containers") or []
         items.append(

@@ -141,11 +141,9 @@ def wants_global_networking(candidate: Candidate, catalog: Catalog | None) -> bo
     """Join RunPod's global network where the candidate may: an NVIDIA GPU in a data center
     the catalog says has it. It gives the pod a private address (its podIP when it has no
     public one); asked for nowhere else, since RunPod refuses it there."""
-    if catalog is None or not candidate.datacenter_id:
-        return False
-    gpu = catalog.gpu(candidate.gpu_type_id)
-    dc = catalog.datacenter(candidate.datacenter_id)
-    return gpu is not None and gpu.manufacturer == "NVIDIA" and dc is not None and dc.global_network
+    return catalog is not None and catalog.offers_global_network(
+        candidate.gpu_type_id, candidate.datacenter_id
+    )
 
 
 def build_create_request(

@@ -36,6 +36,13 @@ def test_running_pods_are_those_whose_runpod_pod_runs() -> None:
     assert answer["items"][0]["spec"]["containers"] == [{"name": "main", "image": "busybox"}]
 
 
+def test_a_pod_whose_runpod_pod_was_terminated_is_not_running_before_the_next_tick() -> None:
+    ledger, _ = two_ticks()  # the last tick saw u1's RunPod pod running
+    terminating = k8s_pod("u1", limits={"cpu": "2", "memory": "4Gi"})
+    terminating["metadata"]["annotations"]["runpod.io/terminated"] = "2026-12-02T08:00:31Z"
+    assert running_pods([terminating], ledger)["items"] == []
+
+
 def test_the_summary_gives_node_and_pod_cpu_and_memory_in_absolute_units() -> None:
     ledger, _ = two_ticks()
     answer = summary(

@@ -62,6 +62,27 @@ def test_a_valid_pod_gets_a_plan_that_the_one_parser_reads() -> None:
     assert verdict.warnings == ()
 
 
+def test_a_pod_without_a_public_port_is_planned_first_where_it_gets_a_private_address() -> None:
+    # EU-SE-1 has global networking; a pod with only an http port has no public IP, so at the
+    # A40's one price it goes there first, while a pod with 22/tcp (a public IP) follows stock.
+    catalog = CATALOG.model_copy(
+        update={
+            "data_centers": tuple(
+                dc.model_copy(update={"global_network": dc.id == "EU-SE-1"}) for dc in CATALOG.data_centers
+            )
+        }
+    )
+
+    def first_datacenters(pod: dict[str, Any]) -> list[str | None]:
+        verdict = mutate(parse_review(review_bytes(pod)), catalog=catalog, policy=POLICY, jobs=None)
+        plan = plan_from_annotations(_planned(pod, verdict)["metadata"]["annotations"])
+        return [c.datacenter_id for c in plan.candidates[:2]]
+
+    memory = {"runpod.io/required-gpu-memory": "40"}
+    assert first_datacenters(gpu_pod(annotations=memory, ports=[8888])) == ["EU-SE-1", "US-KS-2"]
+    assert first_datacenters(gpu_pod(annotations=memory, ports=[8888, 22])) == ["US-KS-2", "EU-SE-1"]
+
+
 def test_a_pod_without_annotations_gets_the_annotations_map_added() -> None:
     pod = gpu_pod()
     verdict = _mutate(pod)

@@ -196,3 +196,31 @@ def test_without_a_datacenter_list_in_the_catalog_ids_are_not_judged() -> None:
     bare = CATALOG.model_copy(update={"data_centers": ()})
     kept, _ = comply_datacenters(("XX-NEW-1",), origin="the pod", policy=NodePolicy(), catalog=bare)
     assert kept == ("XX-NEW-1",)
+
+
+def test_a_pod_without_a_tcp_port_is_planned_where_it_gets_an_address_at_no_extra_cost() -> None:
+    # Only EU-SE-1 has global networking: a pod with no public IP gets its address there.
+    catalog = CATALOG.model_copy(
+        update={
+            "data_centers": tuple(
+                dc.model_copy(update={"global_network": dc.id == "EU-SE-1"}) for dc in CATALOG.data_centers
+            )
+        }
+    )
+    addressless = dataclasses.replace(BASE, max_candidates=5, needs_private_address=True)
+    pairs = [(c.gpu_type_id, c.datacenter_id) for c in resolve_candidates(addressless, catalog)]
+    # The cheapest GPU is never given up for an address; at the A40's price, EU-SE-1 (low stock)
+    # comes before US-KS-2 (high stock), and so for the A6000.
+    assert pairs == [
+        ("NVIDIA L4", "US-KS-2"),
+        ("NVIDIA A40", "EU-SE-1"),
+        ("NVIDIA A40", "US-KS-2"),
+        ("NVIDIA RTX A6000", "EU-SE-1"),
+        ("NVIDIA RTX A6000", "CA-MTL-1"),
+    ]
+    # A pod with a tcp port has a public IP anyway: stock decides, as before.
+    with_public_ip = dataclasses.replace(addressless, needs_private_address=False)
+    assert [c.datacenter_id for c in resolve_candidates(with_public_ip, catalog)][1:3] == [
+        "US-KS-2",
+        "EU-SE-1",
+    ]

@@ -27,6 +27,8 @@ from binder.pods.metrics import PodMetrics
 from binder.settings import BinderSettings
 from binder.testing import BinderProcess as RunningBinder
 from contract.plan import Candidate, Plan, Port, plan_to_annotations
+from controlplane import ControlPlane
+from controlplane.egress import CLUSTER_NETWORK_IP
 from kit.kube import NotFound, delete_json, get_json, post_json
 from runpod_api.client import RunPodClient
 from sandbox.testing import RunningSandbox
@@ -283,3 +285,23 @@ class BinderProcess(RunningBinder):
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         return super().stop(sig, timeout)
+
+
+def proxied_binder(
+    plane: ControlPlane, *, base_url: str, node: str, namespace: str, cluster_id: str, log_path: Path
+) -> BinderProcess:
+    """A binder process whose node the apiserver's node proxy reaches, as a kubelet's: its
+    InternalIP is the control plane's cluster-network address, and it trusts the apiserver's
+    kubelet client certificate."""
+    return BinderProcess(
+        kubeconfig=str(plane.kubeconfig),
+        base_url=base_url,
+        node=node,
+        namespace=namespace,
+        cluster_id=cluster_id,
+        log_path=log_path,
+        extra=(
+            "--node-address", CLUSTER_NETWORK_IP,
+            "--kubelet-client-ca-file", str(plane.kubelet_client_ca_file),
+        ),
+    )  # fmt: skip
