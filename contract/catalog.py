@@ -20,6 +20,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,17 +69,21 @@ class Catalog(_Model):
     gpu_types: tuple[GpuTypeEntry, ...] = Field(alias="gpuTypes")
     data_centers: tuple[DataCenterEntry, ...] = Field(default=(), alias="dataCenters")
 
+    # Lookups by id, built once per catalog: the resolver asks for every (GPU, data center)
+    # pair on each admission.
+    @cached_property
+    def _gpus_by_id(self) -> Mapping[str, GpuTypeEntry]:
+        return {gpu.id: gpu for gpu in self.gpu_types}
+
+    @cached_property
+    def _datacenters_by_id(self) -> Mapping[str, DataCenterEntry]:
+        return {dc.id: dc for dc in self.data_centers}
+
     def datacenter(self, datacenter_id: str) -> DataCenterEntry | None:
-        for dc in self.data_centers:
-            if dc.id == datacenter_id:
-                return dc
-        return None
+        return self._datacenters_by_id.get(datacenter_id)
 
     def gpu(self, gpu_type_id: str) -> GpuTypeEntry | None:
-        for gpu in self.gpu_types:
-            if gpu.id == gpu_type_id:
-                return gpu
-        return None
+        return self._gpus_by_id.get(gpu_type_id)
 
     def offers_global_network(self, gpu_type_id: str, datacenter_id: str | None) -> bool:
         """May a pod of this GPU type in this data center join RunPod's global network (and so

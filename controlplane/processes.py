@@ -4,7 +4,7 @@
 asks the kernel to SIGKILL it when the thread that started it dies (`PR_SET_PDEATHSIG`), so a
 killed test run leaks no apiserver or kubelet. `stop()` signals exactly that process group
 (SIGTERM, then SIGKILL after a grace period) and never touches other processes. Used by
-`running` (the control plane) and `node` (the worker node).
+`running` (the control plane), `node` (the worker node) and the demo's own children.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ class ChildProcess:
             self._log.close()
             self._log = None
 
-    def log_tail(self) -> str:
+    def log_tail(self, chars: int = _LOG_TAIL) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-_LOG_TAIL:]
+            return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""

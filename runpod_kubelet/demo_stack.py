@@ -22,12 +22,9 @@ Two ways to get a cluster:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -35,12 +32,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 import yaml
 
 from contract.policy import CATALOG_CONFIGMAP, CATALOG_CONFIGMAP_KEY
+from controlplane.processes import ChildProcess, free_port
 from runpod_kubelet.demo_render import DemoError, RunPodTarget
 
 if TYPE_CHECKING:
@@ -51,16 +49,8 @@ __all__ = ["Child", "Kube", "Stack", "StackOptions", "find_kubectl", "free_port"
 WEBHOOK_SERVICE: Final = "runpod-kubelet-webhook"
 WEBHOOK_CONFIG_NAME: Final = "runpod-kubelet-demo"
 BINDER_SERVICE_ACCOUNT: Final = "runpod-kubelet-binder"
-STOP_GRACE: Final = 10.0
-_PR_SET_PDEATHSIG: Final = 1
 _KUBECTL_TIMEOUT: Final = 60.0
 _READY_TIMEOUT: Final = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(what: str, probe: Callable[[], Any], *, timeout: float, interval: float = 0.25) -> Any:
@@ -85,51 +75,21 @@ def undo_all(steps: list[tuple[str, Callable[[], None]]], say: Callable[[str], N
             say(f"could not remove {what}: {exc}")
 
 
-def _die_with_parent() -> None:
-    # Between fork and exec: the kernel SIGKILLs the child when the demo dies, whatever the cause.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-class Child:
-    """One subprocess of the demo in its own process group, output to a log file."""
+class Child(ChildProcess):
+    """One subprocess of the demo, started at once (own process group, output to a log file,
+    killed with the demo: `controlplane.processes.ChildProcess`)."""
 
     def __init__(self, name: str, argv: Sequence[str], *, log_dir: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log: IO[bytes] = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        super().__init__(name, argv, log_dir / f"{name}.log", env=env)
+        self.start()
 
     def check_alive(self) -> None:
-        code = self.popen.poll()
+        code = self.exited()
         if code is not None:
             raise DemoError(f"{self.name} exited with code {code}; see {self.log_path}:\n{self.tail()}")
 
     def tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self._log.close()
+        return self.log_tail(chars)
 
 
 def _subcommand(name: str) -> list[str]:

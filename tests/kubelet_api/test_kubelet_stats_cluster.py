@@ -59,16 +59,6 @@ def node(
         log_path=tmp_path / "binder.log",
     )
     try:
-        # Pods are planned against the published catalog; so is the binder's choice of network.
-        wait(
-            "the catalog ConfigMap",
-            lambda: (
-                control_plane.kubectl(
-                    "get", "configmap", "runpod-catalog", "-n", namespace, check=False
-                ).returncode
-                == 0
-            ),
-        )
         yield name
     finally:
         binder.stop()

@@ -23,7 +23,6 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -31,10 +30,11 @@ import httpx
 import pytest
 
 from binder.testing import free_port, wait_for
-from certs.material import Action, Renewal, issue, service_dns_names, trust_bundle
+from certs.material import trust_bundle
 from controlplane import ControlPlane
 from sandbox.testing import RunningSandbox, running_sandbox
 from tests.binder.pods.pods_support import API_KEY, BinderProcess, proxied_binder
+from tests.webhook.webhook_cluster_support import serving_material
 from webhook.configurations import render_webhook_configurations
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,15 +90,7 @@ def sandbox() -> Iterator[RunningSandbox]:
 def _start_webhook(
     plane: ControlPlane, *, system: str, node: str, tls: Path, log: Path
 ) -> tuple[subprocess.Popen[bytes], bytes]:
-    material = issue(
-        Renewal(Action.NEW_CA, "vk-e2e"),
-        None,
-        now=datetime.now(UTC),
-        names=service_dns_names(service=SERVICE, namespace=system),
-    )
-    (tls / "ca.crt").write_bytes(material.ca_cert_pem)
-    (tls / "tls.crt").write_bytes(material.cert_pem)
-    (tls / "tls.key").write_bytes(material.key_pem)
+    material = serving_material(tls, service=SERVICE, namespace=system)
     port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -144,16 +136,6 @@ def stack(
     )
     webhook: subprocess.Popen[bytes] | None = None
     try:
-        wait_for(
-            "the catalog ConfigMap",
-            lambda: (
-                control_plane.kubectl(
-                    "get", "configmap", "runpod-catalog", "-n", system, check=False
-                ).returncode
-                == 0
-            ),
-            timeout=_READY,
-        )
         tls = tmp_path / "webhook-tls"
         tls.mkdir()
         webhook, ca_bundle = _start_webhook(

@@ -13,7 +13,6 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,12 @@ from webhook_cluster_support import (
     get_pod,
     manifest,
     serve_webhook,
+    serving_material,
     wait_until_served,
 )
 from webhook_samples import gpu_pod, sample_catalog
 
-from certs.material import Action, Material, Renewal, issue, service_dns_names, trust_bundle
+from certs.material import trust_bundle
 from contract.plan import plan_from_annotations
 from contract.policy import CATALOG_CONFIGMAP, CATALOG_CONFIGMAP_KEY
 from controlplane import ControlPlane
@@ -247,19 +247,6 @@ def test_an_unrelated_pod_is_admitted_while_the_webhook_is_down(
         )
 
 
-def _serving_material(directory: Path, *, service: str, namespace: str) -> Material:
-    """A fresh CA and a serving certificate for `service`, written as tls.crt and tls.key."""
-    material = issue(
-        Renewal(Action.NEW_CA, "test"),
-        None,
-        now=datetime.now(UTC),
-        names=service_dns_names(service=service, namespace=namespace),
-    )
-    (directory / "tls.crt").write_bytes(material.cert_pem)
-    (directory / "tls.key").write_bytes(material.key_pem)
-    return material
-
-
 class _Injector:
     """A sidecar injector: a second mutating webhook, ordered after ours by configuration name,
     that appends an `istio-proxy` container to every pod it sees (and notes whether our plan was
@@ -321,7 +308,7 @@ _INJECT_LABEL = "runpod-kubelet.test/inject"
 @pytest.fixture
 def injector(deployed: Deployed, tmp_path: Path) -> Iterator[_Injector]:
     service = "sidecar-injector"
-    material = _serving_material(tmp_path, service=service, namespace=deployed.namespace)
+    material = serving_material(tmp_path, service=service, namespace=deployed.namespace)
     server = _Injector(tmp_path / "tls.crt", tmp_path / "tls.key")
     route = deployed.plane.route_service_to_local_port(deployed.namespace, service, server.port)
     # Mutating webhooks run in the order of their configurations' names: "zz-" sorts after ours.

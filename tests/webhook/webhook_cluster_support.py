@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from certs.material import Action, Renewal, issue, service_dns_names, trust_bundle
+from certs.material import Action, Material, Renewal, issue, service_dns_names, trust_bundle
 from controlplane import ControlPlane, ServiceRoute
 from webhook.admission_policy import render_admission_policy
 from webhook.configurations import render_webhook_configurations
@@ -92,6 +92,20 @@ def _wait_ready(process: subprocess.Popen[str], port: int, ca_pem: bytes, tls: P
     raise AssertionError("webhook never became ready (catalog ConfigMap and Job watch)")
 
 
+def serving_material(directory: Path, *, service: str, namespace: str) -> Material:
+    """A fresh CA and a serving certificate for `service`, written as ca.crt, tls.crt, tls.key."""
+    material = issue(
+        Renewal(Action.NEW_CA, "test"),
+        None,
+        now=datetime.now(UTC),
+        names=service_dns_names(service=service, namespace=namespace),
+    )
+    (directory / "ca.crt").write_bytes(material.ca_cert_pem)
+    (directory / "tls.crt").write_bytes(material.cert_pem)
+    (directory / "tls.key").write_bytes(material.key_pem)
+    return material
+
+
 @contextmanager
 def serve_webhook(
     plane: ControlPlane,
@@ -105,14 +119,7 @@ def serve_webhook(
 ) -> Iterator[Deployed]:
     """The webhook serving namespaces labelled LABEL=`label`, reading the catalog ConfigMap in
     `namespace`; `binder_username` is the admission policy's writer of binder state."""
-    material = issue(
-        Renewal(Action.NEW_CA, "test"),
-        None,
-        now=datetime.now(UTC),
-        names=service_dns_names(service=SERVICE, namespace=namespace),
-    )
-    (tls / "tls.crt").write_bytes(material.cert_pem)
-    (tls / "tls.key").write_bytes(material.key_pem)
+    material = serving_material(tls, service=SERVICE, namespace=namespace)
     port = free_port()
     process = subprocess.Popen(
         [

@@ -292,8 +292,9 @@ def proxied_binder(
 ) -> BinderProcess:
     """A binder process whose node the apiserver's node proxy reaches, as a kubelet's: its
     InternalIP is the control plane's cluster-network address, and it trusts the apiserver's
-    kubelet client certificate."""
-    return BinderProcess(
+    kubelet client certificate. Returns once the binder has published its catalog: pods are
+    planned against it, and so is the binder's choice of network."""
+    binder = BinderProcess(
         kubeconfig=str(plane.kubeconfig),
         base_url=base_url,
         node=node,
@@ -305,3 +306,15 @@ def proxied_binder(
             "--kubelet-client-ca-file", str(plane.kubelet_client_ca_file),
         ),
     )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while (
+            plane.kubectl("get", "configmap", "runpod-catalog", "-n", namespace, check=False).returncode != 0
+        ):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the binder published no catalog in {namespace}; log {log_path}")
+            time.sleep(0.5)
+    except BaseException:
+        binder.stop()
+        raise
+    return binder
