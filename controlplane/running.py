@@ -29,7 +29,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -79,7 +79,8 @@ class ControlPlane:
     Use as a context manager, or call `start()`/`stop()`. Blocking (subprocess and HTTP
     polling); call from a thread that lives as long as the control plane (see module docstring).
     `components` may drop the scheduler and controller-manager for tests that need only storage
-    and the API.
+    and the API; `extra_args` appends flags to a component's command line (a cluster tuned
+    like an operator's, e.g. shorter node-lifecycle timings), later flags winning.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class ControlPlane:
         data_dir: Path,
         *,
         components: Collection[str] = ALL_COMPONENTS,
+        extra_args: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         unknown = set(components) - set(ALL_COMPONENTS)
         if unknown or not {"etcd", "kube-apiserver"} <= set(components):
@@ -96,6 +98,9 @@ class ControlPlane:
         self.data_dir = Path(data_dir)
         self.files = Files(self.data_dir)
         self._wanted = [name for name in ALL_COMPONENTS if name in components]
+        self._extra_args = {name: list(args) for name, args in (extra_args or {}).items()}
+        if unknown_extra := set(self._extra_args) - set(ALL_COMPONENTS):
+            raise ValueError(f"extra_args names no component: {sorted(unknown_extra)}")
         self._egress: EgressProxy | None = None
         self._egress_tcp: EgressProxy | None = None
         self._cluster_networks: list[str] = []
@@ -319,7 +324,7 @@ class ControlPlane:
             "kube-scheduler": flags.scheduler_args,
             "kube-controller-manager": flags.controller_manager_args,
         }[name]
-        return build(self.bin_dir, self.files, self.ports)
+        return [*build(self.bin_dir, self.files, self.ports), *self._extra_args.get(name, ())]
 
     def _spawn(self, name: str) -> None:
         if name not in self._wanted:

@@ -12,7 +12,9 @@
 - `worker_node` (session): a real worker node (`controlplane.WorkerNode`: containerd, kubelet,
   kube-proxy, CoreDNS) joined to `control_plane`, started by the first test that asks for it.
   Tests that use it run after every other test (collection order), so the rest of the suite
-  sees the node-less cluster it was written for. Marked `node` automatically.
+  sees the node-less cluster it was written for. Marked `node` automatically. A module that
+  needs a tuned control plane starts its own node instead (marked `node` by hand): it runs
+  before the shared node starts.
 - `chart_image` (session): the project's image built from the Dockerfile (`tools/image/build`)
   and imported into the worker node; its reference.
 
@@ -50,6 +52,15 @@ def _uses_node(item: pytest.Item) -> bool:
     return "worker_node" in getattr(item, "fixturenames", ())
 
 
+def _run_order(item: pytest.Item) -> int:
+    """Node-less tests first; then tests that start a worker node of their own (marked `node`,
+    on a control plane of their own) and stop it before the shared `worker_node` takes the
+    machine's only node slot (the host lock) for the rest of the run."""
+    if _uses_node(item):
+        return 2
+    return 1 if item.get_closest_marker("node") is not None else 0
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "control_plane" in getattr(item, "fixturenames", ()):
@@ -57,7 +68,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if _uses_node(item):
             item.add_marker(pytest.mark.node)
     # Stable: node tests keep their own order, after everything else.
-    items.sort(key=_uses_node)
+    items.sort(key=_run_order)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -40,7 +40,7 @@ from webhook.inputs import count_gpus, detect_ports, read_inputs, suggest
 from webhook.problems import FORBIDDEN, FROZEN_AFTER_CREATE, MAX_LISTED, STATE_ON_NEW_POD, UNAVAILABLE, Denial
 from webhook.resolving import Demand, check_pins, comply_datacenters, resolve_candidates
 from webhook.reviews import AdmissionRequest, Verdict, annotations_of, escape_pointer
-from webhook.tolerations import DEFAULT_OUTAGE_TOLERATION_SECONDS, outage_toleration_patch
+from webhook.tolerations import DEFAULT_OUTAGE_TOLERATIONS, OutageTolerations, outage_toleration_patch
 
 # (namespace, name, uid) -> the Job's annotations, or None while the Job is not (yet) known.
 JobLookup = Callable[[str, str, str], Mapping[str, str] | None]
@@ -116,7 +116,7 @@ def mutate(
     policy: NodePolicy,
     jobs: JobLookup | None,
     planner: Planner = write_plan,
-    outage_toleration_seconds: int | None = DEFAULT_OUTAGE_TOLERATION_SECONDS,
+    outage: OutageTolerations = DEFAULT_OUTAGE_TOLERATIONS,
 ) -> Verdict:
     pod = request.object
     if request.is_pod and request.operation == "UPDATE":
@@ -135,7 +135,7 @@ def mutate(
             policy=policy,
             jobs=jobs,
             planner=planner,
-            outage_toleration_seconds=outage_toleration_seconds,
+            outage=outage,
         )
     except Denial as denial:
         return deny(denial)
@@ -176,7 +176,7 @@ def _plan_pod(
     policy: NodePolicy,
     jobs: JobLookup | None,
     planner: Planner,
-    outage_toleration_seconds: int | None,
+    outage: OutageTolerations,
 ) -> Verdict:
     annotations = annotations_of(pod)
     _refuse_state_keys(annotations)
@@ -247,7 +247,7 @@ def _plan_pod(
     if any(keys.is_plan_key(k) for k in annotations):
         warnings.append("plan.runpod.io/* annotations are written by the webhook: replaced with a fresh plan")
     patch = build_patch(pod, plan_annotations, gpu_limit_on=split.runs_index if gpus.defaulted else None)
-    patch += outage_toleration_patch(spec.get("tolerations"), seconds=outage_toleration_seconds)
+    patch += outage_toleration_patch(spec.get("tolerations"), outage)
     return Verdict(allowed=True, patch=tuple(patch), warnings=tuple(warnings))
 
 

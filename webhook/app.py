@@ -40,7 +40,7 @@ from webhook.admission import JobLookup, PlanRequest, mutate, validate, write_pl
 from webhook.caches import CatalogSource, catalog_age_seconds
 from webhook.problems import Denial
 from webhook.reviews import MalformedReview, Verdict, parse_review, render_review
-from webhook.tolerations import DEFAULT_OUTAGE_TOLERATION_SECONDS
+from webhook.tolerations import DEFAULT_OUTAGE_TOLERATIONS, OutageTolerations
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ class Dependencies:
     jobs_synced: Callable[[], bool] = lambda: True
     # Handshake count of the serving TLS (a metric), when served over `webhook.tls`.
     tls_handshakes: Callable[[], float] | None = None
-    # tolerationSeconds of the outage tolerations given to new pods (`tolerations`); None = no limit.
-    outage_toleration_seconds: int | None = DEFAULT_OUTAGE_TOLERATION_SECONDS
+    # The outage tolerations given to new pods (`tolerations`).
+    outage: OutageTolerations = DEFAULT_OUTAGE_TOLERATIONS
 
 
 def create_app(deps: Dependencies) -> FastAPI:
@@ -147,7 +147,7 @@ def create_app(deps: Dependencies) -> FastAPI:
             policy=deps.policy,
             jobs=deps.jobs,
             planner=planner,
-            outage_toleration_seconds=deps.outage_toleration_seconds,
+            outage=deps.outage,
         )
 
     def decide_validate(body: bytes) -> tuple[str, Verdict]:

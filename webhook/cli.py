@@ -32,7 +32,11 @@ from kit.logs import configure_logging
 from webhook.app import Dependencies, create_app
 from webhook.caches import CatalogSource, ConfigMapCatalog, FileCatalog, JobIndex
 from webhook.tls import ReloadingTLS, TLSFilesError
-from webhook.tolerations import DEFAULT_OUTAGE_TOLERATION_SECONDS
+from webhook.tolerations import (
+    DEFAULT_OUTAGE_TOLERATION_SECONDS,
+    PLUGIN_TOLERATION_SECONDS,
+    OutageTolerations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +69,23 @@ class WebhookSettings(NodeSettings):
         "(a RunPod, key or binder outage) before eviction; 'unlimited' = never evicted",
     )
 
+    apiserver_default_toleration_seconds: int = Field(
+        default=PLUGIN_TOLERATION_SECONDS,
+        ge=0,
+        description="the apiserver's --default-not-ready-toleration-seconds (and unreachable): the "
+        "tolerations it adds to every pod, which the webhook replaces with its own",
+    )
+
     @field_validator("outage_toleration_seconds", mode="before")
     @classmethod
     def _unlimited(cls, value: object) -> object:
         return None if isinstance(value, str) and value.strip().lower() == "unlimited" else value
+
+    def outage_tolerations(self) -> OutageTolerations:
+        return OutageTolerations(
+            seconds=self.outage_toleration_seconds,
+            apiserver_default_seconds=self.apiserver_default_toleration_seconds,
+        )
 
 
 def load_webhook_settings(argv: Sequence[str]) -> WebhookSettings:
@@ -112,7 +129,7 @@ async def serve(settings: WebhookSettings) -> int:
                 catalog=catalog,
                 jobs=None,
                 tls_handshakes=lambda: float(tls.handshakes),
-                outage_toleration_seconds=settings.outage_toleration_seconds,
+                outage=settings.outage_tolerations(),
             )
             log.info(
                 "serving from --catalog-file without a cluster: Job annotation fallback is off",
@@ -139,7 +156,7 @@ async def serve(settings: WebhookSettings) -> int:
                 jobs=JobIndex(jobs.items).lookup,
                 jobs_synced=jobs.synced.is_set,
                 tls_handshakes=lambda: float(tls.handshakes),
-                outage_toleration_seconds=settings.outage_toleration_seconds,
+                outage=settings.outage_tolerations(),
             )
             background["watch-catalog"] = asyncio.create_task(configmaps.run(), name="watch-catalog")
             background["watch-jobs"] = asyncio.create_task(jobs.run(), name="watch-jobs")
@@ -173,6 +190,7 @@ async def serve(settings: WebhookSettings) -> int:
                 "outage_toleration_seconds": "unlimited"
                 if settings.outage_toleration_seconds is None
                 else settings.outage_toleration_seconds,
+                "apiserver_default_toleration_seconds": settings.apiserver_default_toleration_seconds,
             },
         )
         try:

@@ -12,8 +12,10 @@ each new pod on the node its own tolerations for both taints, `tolerationSeconds
 
 What a pod already says wins: for each taint, the first toleration that tolerates it decides
 (as in the taint manager). If that is exactly what DefaultTolerationSeconds writes (key, `Exists`,
-`NoExecute`, 300 s; that plugin runs before the webhooks, so nearly every pod arrives with it), it
-is replaced in place with ours; any other (another duration, none, a wildcard) is the user's and
+`NoExecute`, and the apiserver's `--default-not-ready-toleration-seconds` /
+`--default-unreachable-toleration-seconds`, 300 s unless the operator changed them: the webhook
+cannot read apiserver flags, so `OutageTolerations.apiserver_default_seconds` is told; that plugin
+runs before the webhooks, so nearly every pod arrives with it), it is replaced in place with ours; any other (another duration, none, a wildcard) is the user's and
 is kept; when nothing tolerates the taint, ours is appended. The NoSchedule `not-ready` taint is
 never tolerated: new pods wait Pending with the scheduler's reason while the node is NotReady.
 
@@ -23,21 +25,38 @@ Pure: a pod spec's tolerations in, JSONPatch operations out.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "DEFAULT_OUTAGE_TOLERATIONS",
     "DEFAULT_OUTAGE_TOLERATION_SECONDS",
     "OUTAGE_TAINT_KEYS",
+    "PLUGIN_TOLERATION_SECONDS",
+    "OutageTolerations",
     "outage_toleration_patch",
 ]
 
 OUTAGE_TAINT_KEYS: Final = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 NO_EXECUTE: Final = "NoExecute"
-# What the DefaultTolerationSeconds admission plugin writes (its --default-*-toleration-seconds).
+# What the DefaultTolerationSeconds admission plugin writes unless its
+# --default-*-toleration-seconds flags say otherwise.
 PLUGIN_TOLERATION_SECONDS: Final = 300
 # One day: past any RunPod incident, key mix-up or binder upgrade seen so far, yet a node gone
 # for good still hands its pods back to their controllers (see README, "Outages").
 DEFAULT_OUTAGE_TOLERATION_SECONDS: Final = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class OutageTolerations:
+    """What the webhook gives new pods (`seconds`, None = no limit), and what it replaces: the
+    apiserver's own default tolerations, `apiserver_default_seconds` long."""
+
+    seconds: int | None = DEFAULT_OUTAGE_TOLERATION_SECONDS
+    apiserver_default_seconds: int = PLUGIN_TOLERATION_SECONDS
+
+
+DEFAULT_OUTAGE_TOLERATIONS: Final = OutageTolerations()
 
 
 def tolerates(toleration: Mapping[str, Any], *, key: str, effect: str) -> bool:
@@ -52,12 +71,12 @@ def tolerates(toleration: Mapping[str, Any], *, key: str, effect: str) -> bool:
     return operator == "Equal" and not toleration.get("value")
 
 
-def is_plugin_default(toleration: Mapping[str, Any], *, key: str) -> bool:
+def is_plugin_default(toleration: Mapping[str, Any], *, key: str, seconds: int) -> bool:
     return dict(toleration) == {
         "key": key,
         "operator": "Exists",
         "effect": NO_EXECUTE,
-        "tolerationSeconds": PLUGIN_TOLERATION_SECONDS,
+        "tolerationSeconds": seconds,
     }
 
 
@@ -68,14 +87,14 @@ def outage_toleration(key: str, seconds: int | None) -> dict[str, Any]:
     return toleration
 
 
-def outage_toleration_patch(tolerations: object, *, seconds: int | None) -> list[dict[str, Any]]:
+def outage_toleration_patch(tolerations: object, outage: OutageTolerations) -> list[dict[str, Any]]:
     """JSONPatch ops giving the pod (whose `spec.tolerations` is `tolerations`) our outage
     tolerations, keeping the ones it chose itself; [] when nothing changes."""
     current: Sequence[Any] = tolerations if isinstance(tolerations, list) else []
     replaced: list[dict[str, Any]] = []
     appended: list[dict[str, Any]] = []
     for key in OUTAGE_TAINT_KEYS:
-        ours = outage_toleration(key, seconds)
+        ours = outage_toleration(key, outage.seconds)
         deciding = next(
             (
                 (index, t)
@@ -86,7 +105,10 @@ def outage_toleration_patch(tolerations: object, *, seconds: int | None) -> list
         )
         if deciding is None:
             appended.append(ours)
-        elif is_plugin_default(deciding[1], key=key) and deciding[1] != ours:
+        elif (
+            is_plugin_default(deciding[1], key=key, seconds=outage.apiserver_default_seconds)
+            and deciding[1] != ours
+        ):
             replaced.append({"op": "replace", "path": f"/spec/tolerations/{deciding[0]}", "value": ours})
     if not isinstance(tolerations, list):
         return [{"op": "add", "path": "/spec/tolerations", "value": appended}] if appended else []

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.cluster
 
 
 def test_webhook_bench_reports_every_path(capsys: pytest.CaptureFixture[str]) -> None:
-    webhook_bench.main(["--requests", "40", "--rounds", "1", "--pods", "3"])
+    # Missed targets (certain at these sizes) are printed; the exit status says it measured.
+    assert webhook_bench.main(["--requests", "40", "--rounds", "1", "--pods", "3"]) == 0
     out = capsys.readouterr().out
     for row in ("floor (fixed review)", "webhook /mutate"):
         assert row in out
@@ -28,6 +29,10 @@ def test_webhook_bench_reports_every_path(capsys: pytest.CaptureFixture[str]) ->
         "no-op answering our patch",
         "runpod-kubelet, mutate only",
         "runpod-kubelet webhook",
+        "runpod-kubelet, validating UPDATEs",
+        "no admission on UPDATE",
+        "admission policy only (as shipped)",
+        "policy + validating webhook on UPDATE",
     ]
     if shutil.which("go"):
         rows.append("no-op in Go, by URL")
@@ -36,3 +41,8 @@ def test_webhook_bench_reports_every_path(capsys: pytest.CaptureFixture[str]) ->
     assert "target: p99 overhead" in out
     assert "our server (ours vs the no-op answering our patch)" in out
     assert "validate on CREATE (ours vs ours without the validating webhook)" in out
+    assert "binder state-annotation write (merge PATCH of runpod.io/pod-id): 3 per path" in out
+    assert "the webhook on UPDATE adds p99" in out
+    if shutil.which("go"):
+        assert "<= the Go no-op pair's" in out
+    assert "webhook bench: " in out

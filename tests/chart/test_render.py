@@ -48,6 +48,7 @@ VALUE_MATRIX: dict[str, tuple[str, ...]] = {
         'webhook.excludedNamespaces=["monitoring"]',
         "webhook.validateUpdates=true",
         "webhook.outageTolerationSeconds=3600",
+        "webhook.apiserverDefaultTolerationSeconds=60",
         "certs.renewSchedule=",
         "binder.replicas=3",
         'imagePullSecrets=[{"name":"ghcr"}]',
@@ -189,6 +190,7 @@ def test_the_seed_values_reach_both_processes_settings(
     )
     assert webhook.tls_cert_file == "/etc/runpod-kubelet/tls/tls.crt"
     assert webhook.outage_toleration_seconds == 86400
+    assert webhook.apiserver_default_toleration_seconds == 300
 
 
 def test_every_binder_and_webhook_knob_reaches_the_settings(
@@ -220,6 +222,7 @@ def test_every_binder_and_webhook_knob_reaches_the_settings(
     assert webhook.node_policy().allowed_datacenter_ids == ("EU-RO-1", "US-KS-2")
     assert (webhook.node_name, webhook.max_candidates, webhook.port) == ("gpu-cloud", 8, 8443)
     assert webhook.outage_toleration_seconds == 3600
+    assert webhook.apiserver_default_toleration_seconds == 60
 
 
 def test_an_unlimited_outage_toleration_reaches_the_webhook_as_no_limit(

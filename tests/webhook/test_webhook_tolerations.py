@@ -12,7 +12,7 @@ from contract.policy import NodePolicy
 from webhook.admission import mutate
 from webhook.cli import load_webhook_settings
 from webhook.reviews import parse_review
-from webhook.tolerations import DEFAULT_OUTAGE_TOLERATION_SECONDS, outage_toleration_patch
+from webhook.tolerations import DEFAULT_OUTAGE_TOLERATION_SECONDS, OutageTolerations, outage_toleration_patch
 
 NOT_READY, UNREACHABLE = "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"
 PROVIDER = {
@@ -23,9 +23,9 @@ PROVIDER = {
 }
 
 
-def plugin_default(key: str) -> dict[str, Any]:
+def plugin_default(key: str, seconds: int = 300) -> dict[str, Any]:
     """What the apiserver's DefaultTolerationSeconds plugin adds before any webhook runs."""
-    return {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+    return {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
 
 
 def ours(key: str, seconds: int | None = 86400) -> dict[str, Any]:
@@ -35,9 +35,12 @@ def ours(key: str, seconds: int | None = 86400) -> dict[str, Any]:
     return toleration
 
 
-def tolerations_after(tolerations: list[dict[str, Any]] | None, seconds: int | None) -> list[dict[str, Any]]:
+def tolerations_after(
+    tolerations: list[dict[str, Any]] | None, seconds: int | None, *, apiserver_default: int = 300
+) -> list[dict[str, Any]]:
     pod: dict[str, Any] = {"spec": {} if tolerations is None else {"tolerations": tolerations}}
-    patched = apply_patch(pod, outage_toleration_patch(pod["spec"].get("tolerations"), seconds=seconds))
+    outage = OutageTolerations(seconds=seconds, apiserver_default_seconds=apiserver_default)
+    patched = apply_patch(pod, outage_toleration_patch(pod["spec"].get("tolerations"), outage))
     return list(patched["spec"].get("tolerations", []))
 
 
@@ -68,7 +71,19 @@ def test_a_pod_without_any_tolerations_gets_the_list() -> None:
 def test_a_grace_equal_to_the_clusters_default_changes_nothing() -> None:
     before = [PROVIDER, plugin_default(NOT_READY), plugin_default(UNREACHABLE)]
 
-    assert outage_toleration_patch(before, seconds=300) == []
+    assert outage_toleration_patch(before, OutageTolerations(seconds=300)) == []
+
+
+def test_an_apiserver_with_other_defaults_has_its_tolerations_replaced_when_told_its_value() -> None:
+    before = [PROVIDER, plugin_default(NOT_READY, 30), plugin_default(UNREACHABLE, 30)]
+
+    assert tolerations_after(before, 86400, apiserver_default=30) == [
+        PROVIDER,
+        ours(NOT_READY),
+        ours(UNREACHABLE),
+    ]
+    # Not told, they look like a pod's own 30 s choice, and are kept.
+    assert tolerations_after(before, 86400) == before
 
 
 @pytest.mark.parametrize(
@@ -92,7 +107,7 @@ def test_a_toleration_the_user_set_for_a_key_is_kept_and_the_other_key_still_get
 def test_a_wildcard_toleration_tolerates_both_taints_so_nothing_is_added() -> None:
     before = [{"operator": "Exists"}]
 
-    assert outage_toleration_patch(before, seconds=86400) == []
+    assert outage_toleration_patch(before, OutageTolerations(seconds=86400)) == []
 
 
 def test_a_user_toleration_ahead_of_the_default_decides_and_the_default_behind_it_stays() -> None:
@@ -130,7 +145,7 @@ def test_a_planned_pod_leaves_mutate_with_the_outage_tolerations_of_the_setting(
     pod["spec"]["tolerations"] += [plugin_default(NOT_READY), plugin_default(UNREACHABLE)]
 
     default = _mutated(pod)["spec"]["tolerations"]
-    unlimited = _mutated(pod, outage_toleration_seconds=None)["spec"]["tolerations"]
+    unlimited = _mutated(pod, outage=OutageTolerations(seconds=None))["spec"]["tolerations"]
 
     assert default[1:] == [ours(NOT_READY), ours(UNREACHABLE)]
     assert unlimited[1:] == [ours(NOT_READY, None), ours(UNREACHABLE, None)]
@@ -155,6 +170,14 @@ def test_the_setting_takes_seconds_or_unlimited(flag: str, seconds: int | None) 
     )
 
     assert settings.outage_toleration_seconds == seconds
+
+
+def test_the_apiserver_default_is_300_unless_set() -> None:
+    base = ["--tls-cert-file=c", "--tls-key-file=k"]
+
+    assert load_webhook_settings(base).outage_tolerations() == OutageTolerations(86400, 300)
+    told = load_webhook_settings([*base, "--apiserver-default-toleration-seconds=30"])
+    assert told.outage_tolerations() == OutageTolerations(86400, 30)
 
 
 @pytest.mark.parametrize("flag", ["-1", "forever"])
