@@ -626,7 +626,7 @@ def bench_pod_create(args: argparse.Namespace, work: Path) -> tuple[list[str], b
         _Path("with", "runpod-kubelet webhook", "with-webhook", webhook="runpod-kubelet", planned=True),
         _Path(
             "updates",
-            "runpod-kubelet, validating UPDATEs",
+            "runpod-kubelet, UPDATEs too",
             "with-updates",
             webhook="with-updates",
             planned=True,

@@ -29,7 +29,7 @@ def test_webhook_bench_reports_every_path(capsys: pytest.CaptureFixture[str]) ->
         "no-op answering our patch",
         "runpod-kubelet, mutate only",
         "runpod-kubelet webhook",
-        "runpod-kubelet, validating UPDATEs",
+        "runpod-kubelet, UPDATEs too",
         "no admission on UPDATE",
         "admission policy only (as shipped)",
         "policy + validating webhook on UPDATE",

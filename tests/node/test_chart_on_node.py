@@ -3,7 +3,8 @@
 One release for the module, installed by the real helm with the image built from the
 Dockerfile and the in-cluster sandbox RunPod (`sandbox.enabled=true`). The tests run in order
 and each builds on the last: hooks, pods on the node, the virtual node, a GPU Job to its exit
-code with `kubectl logs` through the apiserver, a leader killed mid-flight, `helm upgrade`, and
+code with `kubectl logs` through the apiserver, a leader killed mid-flight, the webhook scaled
+to zero (a running pod is still labelled, deleted and its RunPod pod terminated), `helm upgrade`, and
 `helm uninstall`, which must leave no RunPod pod and nothing the chart or its processes made.
 """
 
@@ -193,6 +194,36 @@ def test_killing_the_leader_pod_hands_over_without_a_duplicate_runpod_pod(
         assert [p["id"] for p in _runpod_pods_of(release, namespace, "long-run")] == [pod_id]
     release.plane.kubectl("delete", "pod", "long-run", "-n", namespace, "--wait=true", "--timeout=120s")
     assert _runpod_pods_of(release, namespace, "long-run") == []
+
+
+def test_with_the_webhook_scaled_to_zero_a_running_pod_is_labelled_and_deleted_without_a_leak(
+    release: Release, namespace: str
+) -> None:
+    run_until_running(release, namespace, gpu_pod("during-outage", "echo up; sleep 3600"))
+    pod_id = release.kubectl_json("get", "pod", "during-outage", "-n", namespace)["metadata"]["annotations"][
+        "runpod.io/pod-id"
+    ]
+    webhook = f"deployment/{release.fullname}-webhook"
+    release.plane.kubectl("scale", "-n", NAMESPACE, webhook, "--replicas=0")
+    try:
+        wait_for("no webhook pod", lambda: not release.pods("webhook"), timeout=120)
+        # New RunPod pods cannot be planned meanwhile (failurePolicy Fail), and say why.
+        blocked = release.plane.kubectl(
+            "apply", "-n", namespace, "-f", "-", check=False, input=json.dumps(gpu_pod("new", "true"))
+        )
+        assert blocked.returncode != 0 and "mutate.runpod-kubelet.io" in blocked.stderr
+        # Everything else goes on: users label the pod, the binder records and deletes it.
+        labelled = release.plane.kubectl(
+            "label", "pod", "during-outage", "-n", namespace, "team=ml", check=False
+        )
+        assert labelled.returncode == 0, labelled.stderr
+        release.plane.kubectl(
+            "delete", "pod", "during-outage", "-n", namespace, "--wait=true", "--timeout=120s"
+        )
+        assert pod_id not in {p["id"] for p in _runpod_pods_of(release, namespace, "during-outage")}
+    finally:
+        release.plane.kubectl("scale", "-n", NAMESPACE, webhook, "--replicas=2")
+        wait_for("the webhook back", lambda: release.running_ready("webhook", 2), timeout=180)
 
 
 def test_helm_upgrade_keeps_the_ca_bundle_and_admission_working(release: Release, namespace: str) -> None:

@@ -42,7 +42,7 @@ from controlplane.identities import service_account_kubeconfig
 from controlplane.node import WorkerNode, node_binaries_dir
 from sandbox.testing import RunningSandbox, running_sandbox
 
-pytestmark = pytest.mark.node
+pytestmark = [pytest.mark.node, pytest.mark.cluster]
 
 TOLERATION = int(os.environ.get("RPVK_OUTAGE_TOLERATION", "20"))
 NODE_GRACE = 20  # seconds of silence before the node lifecycle controller says Unknown
