@@ -41,6 +41,7 @@ from binder.pods.context import always_leading, write_fence
 from binder.pods.controller import PodController
 from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
+from binder.ssh.dialing import SshDialer
 from contract.catalog import Catalog
 from kit.kube import TransientKubeError, get_json, load_api_client
 from runpod_api.client import RunPodClient
@@ -81,11 +82,13 @@ def leader_tasks(
     settings: BinderSettings,
     cluster_id: str,
     is_leading: Callable[[], bool],
+    ssh_dialer: SshDialer | None = None,
 ) -> tuple[dict[str, Callable[[], Coroutine[Any, Any, Any]]], NodeStatusLoop]:
     """name -> coroutine factory of every task that runs only while this replica leads, and the
     node status loop (whose clean pushes prove apiserver contact when election is off).
     `is_leading` fences the pod controller's writes (a replica frozen past its lease must not
-    write when it wakes, before `leader-renewal` notices)."""
+    write when it wakes, before `leader-renewal` notices); `ssh_dialer` carries the kubelet
+    API's exec, attach and port-forward (None: they answer 501)."""
     node_status = NodeStatusLoop(
         api=api,
         runpod=runpod,
@@ -113,6 +116,7 @@ def leader_tasks(
             is_leading=is_leading,
             request_catalog_refresh=catalog.refresh_requested.set,
             published_catalog=lambda: catalog.published,
+            ssh_dialer=ssh_dialer,
         )
     )
     return tasks, node_status
@@ -127,6 +131,7 @@ def _pod_tasks(
     is_leading: Callable[[], bool],
     request_catalog_refresh: Callable[[], None],
     published_catalog: Callable[[], Catalog | None],
+    ssh_dialer: SshDialer | None = None,
 ) -> dict[str, Callable[[], Coroutine[Any, Any, Any]]]:
     """The pod controller and the kubelet API, from their owners' packages."""
     # Finished pods' logs: filled by the controller's completion readers, served by the kubelet API.
@@ -149,7 +154,14 @@ def _pod_tasks(
     )
 
     async def kubelet_api() -> None:
-        await serve_kubelet_api(api=api, runpod=runpod, settings=settings, retained_logs=retained, view=view)
+        await serve_kubelet_api(
+            api=api,
+            runpod=runpod,
+            settings=settings,
+            retained_logs=retained,
+            view=view,
+            ssh_dialer=ssh_dialer,
+        )
 
     return {"pod-controller": controller.run, "kubelet-api": kubelet_api}
 

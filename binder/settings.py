@@ -105,6 +105,19 @@ class BinderSettings(NodeSettings):
         default=False,
         description="request the serving certificate from the cluster (CSR, signer kubernetes.io/kubelet-serving)",
     )
+    stream_connect_timeout: float = Field(
+        default=20,
+        gt=0,
+        description="kubectl exec/attach/port-forward: seconds to reach and log in to the pod's sshd",
+    )
+    stream_idle_timeout: float = Field(
+        default=4 * 3600,
+        ge=0,
+        description=(
+            "kubectl exec/attach/port-forward: close a session after this many seconds without data "
+            "either way (0: never; the kubelet's default is 4 h)"
+        ),
+    )
 
     # --- node ---------------------------------------------------------------------------------
     node_status_interval: float = Field(

@@ -8,9 +8,12 @@ Routes (as the kubelet's, `node/api/server.go` in Virtual Kubelet):
 - `GET /pods`, `/runningpods/`, `/stats/summary`, `/metrics/resource`: the node's pods and
   their resource usage (`node_stats`, pure), from the pod controller's watch cache and usage
   ledger (`NodeView`): no RunPod call of their own.
-- Everything else the kubelet also serves (`exec`, `attach`, `portForward`, `run`, other
-  `stats` and `metrics` paths, `logs`, `checkpoint`, `configz`, `debug`): 501 with a message
-  saying what a RunPod node does not do.
+- `exec`, `attach`, `portForward`: with an `SshDialer`, upgrade requests (SPDY/3.1 or WebSocket)
+  are taken over from uvicorn (`upgrade`) and served over SSH to the pod's sshd (`streams`), after
+  the same `guard` as every route; a request without an upgrade gets the kubelet's 400
+  "Upgrade request required". Without a dialer they answer 501 like the rest below.
+- Everything else the kubelet also serves (`run`, other `stats` and `metrics` paths, `logs`,
+  `checkpoint`, `configz`, `debug`): 501 with a message saying what a RunPod node does not do.
 - Anything else: 404.
 
 Every request is authenticated and authorised first (`auth`), as the kubelet does: no client
@@ -43,9 +46,13 @@ from binder.kubelet_api.streaming import (
     UpstreamFailure,
     describe_upstream_failure,
 )
+from binder.kubelet_api.streams import DEFAULT_STREAM_TIMINGS, StreamingApi
+from binder.kubelet_api.streams import StreamTimings as SessionTimings
 from binder.kubelet_api.targets import LogTarget, check_ownership, gone_error, resolve_target
+from binder.kubelet_api.upgrade import UpgradedConnection, UpgradeHandler
 from binder.pods.usage import UsageLedger
 from binder.retained_logs import RetainedLogs
+from binder.ssh.dialing import SshDialer
 from runpod_api.errors import RunPodError, RunPodNotFound
 
 __all__ = ["KubeletApi", "NodeView", "PodReader", "RunPodLogs", "build_app"]
@@ -65,6 +72,8 @@ UNSUPPORTED: Final[Mapping[str, str]] = {
     "configz": "configz is not served by a RunPod node",
     "debug": "debug endpoints are not served by a RunPod node",
 }
+# Served over SSH when there is a dialer.
+STREAMING: Final = frozenset({"exec", "attach", "portForward"})
 _TEXT: Final = "text/plain; charset=utf-8"
 
 
@@ -109,10 +118,25 @@ class KubeletApi:
         timings: StreamTimings = DEFAULT_TIMINGS,
         retained: RetainedLogs | None = None,
         view: NodeView = EMPTY_VIEW,
+        ssh_dialer: SshDialer | None = None,
+        stream_timings: SessionTimings = DEFAULT_STREAM_TIMINGS,
     ) -> None:
         """`retained`: the lines kept of finished pods (None: a finished pod's logs are gone);
-        `view`: the node's pods and their usage (empty: the read endpoints list nothing)."""
+        `view`: the node's pods and their usage (empty: the read endpoints list nothing);
+        `ssh_dialer`: how exec, attach and port-forward reach a pod's sshd (None: they answer
+        501); `stream_timings`: their connect, stream-creation and idle timeouts."""
         self._node = node_name
+        self._streams = (
+            StreamingApi(
+                node_name=node_name,
+                read_pod=read_pod,
+                runpod=runpod,
+                dialer=ssh_dialer,
+                timings=stream_timings,
+            )
+            if ssh_dialer is not None
+            else None
+        )
         self._view = view
         self._retained = retained
         self._auth = auth
@@ -252,11 +276,31 @@ class KubeletApi:
             return denied
         return JSONResponse(answer())
 
+    @property
+    def upgrade_handler(self) -> UpgradeHandler | None:
+        """What serves streaming upgrades (`upgrade.streaming_protocol`); None without a dialer."""
+        return self.serve_upgrade if self._streams is not None else None
+
+    async def serve_upgrade(self, request: Request, conn: UpgradedConnection) -> None:
+        """An upgrade request on a streaming path, taken over from uvicorn: guarded as any other
+        route (401/403 before any upgrade), then served by `streams`."""
+        denied = await self.guard(request)
+        if denied is not None:
+            conn.respond_with(denied)
+            return
+        if self._streams is None:
+            first = request.url.path.strip("/").split("/", 1)[0]
+            conn.respond(501, UNSUPPORTED.get(first, "not supported on a RunPod node"))
+            return
+        await self._streams.serve(request, conn)
+
     async def other(self, request: Request, path: str) -> Response:
         denied = await self.guard(request)
         if denied is not None:
             return denied
         first = path.split("/", 1)[0]
+        if self._streams is not None and first in STREAMING:
+            return _text(400, "Upgrade request required")
         reason = UNSUPPORTED.get(first)
         if reason is not None:
             return _text(501, reason)

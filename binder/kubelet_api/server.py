@@ -3,7 +3,7 @@
 `serve_kubelet_api` is what the binder's composition root starts while leading: it binds the
 kubelet port (`--kubelet-port`, all interfaces), serves HTTPS until cancelled, and on
 cancellation stops accepting, ends open log streams (a follow never ends by itself) and
-returns. The process's signals stay with the composition root: uvicorn's own signal handling
+exec/attach/port-forward sessions (their SSH side closed with them), and returns. The process's signals stay with the composition root: uvicorn's own signal handling
 is switched off here.
 
 `KubeletApiServer` is the same as an object, with a `ready` event and the bound port, for
@@ -25,7 +25,8 @@ from kubernetes_asyncio.client import ApiClient
 
 from binder.kubelet_api.app import EMPTY_VIEW, KubeletApi, NodeView, PodReader, RunPodLogs, build_app
 from binder.kubelet_api.auth import KubeAuth
-from binder.kubelet_api.peers import PeerRegistry, peer_recording_protocol
+from binder.kubelet_api.peers import PeerRegistry
+from binder.kubelet_api.streams import StreamTimings
 from binder.kubelet_api.tls import (
     CsrError,
     CsrImpossible,
@@ -35,8 +36,10 @@ from binder.kubelet_api.tls import (
     self_signed_pair,
     utc_now,
 )
+from binder.kubelet_api.upgrade import UpgradeTracker, streaming_protocol
 from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
+from binder.ssh.dialing import SshDialer
 from kit.kube import KubeError, NotFound, get_json
 from runpod_api.client import RunPodClient
 
@@ -101,7 +104,13 @@ class KubeletApiServer:
         port: int | None = None,
         retained_logs: RetainedLogs | None = None,
         view: NodeView = EMPTY_VIEW,
+        ssh_dialer: SshDialer | None = None,
+        auth: KubeAuth | None = None,
+        read_pod: PodReader | None = None,
+        timings: StreamTimings | None = None,
     ) -> None:
+        """`auth` and `read_pod` default to the apiserver's and `timings` (exec, attach and
+        port-forward) to the settings' (tests give stand-ins)."""
         self._api = api
         self._settings = settings
         self._port = settings.kubelet_port if port is None else port
@@ -110,13 +119,17 @@ class KubeletApiServer:
         self.tls = ServingContext(client_ca_file=settings.kubelet_client_ca_file)
         self.handlers = KubeletApi(
             node_name=settings.node_name,
-            auth=KubeAuth(api=api),
+            auth=auth if auth is not None else KubeAuth(api=api),
             peers=self.peers,
-            read_pod=pod_reader(api),
+            read_pod=read_pod if read_pod is not None else pod_reader(api),
             runpod=runpod,
             retained=retained_logs,
             view=view,
+            ssh_dialer=ssh_dialer,
+            stream_timings=timings if timings is not None else stream_timings(settings),
         )
+        # exec/attach/portForward sessions in progress (connections taken over from uvicorn).
+        self.upgrades = UpgradeTracker()
         self.ready = asyncio.Event()
         self.bound_port: int | None = None
 
@@ -163,7 +176,7 @@ class KubeletApiServer:
         context = self.tls.context
         config = uvicorn.Config(
             build_app(self.handlers),
-            http=peer_recording_protocol(self.peers),
+            http=streaming_protocol(self.peers, self.handlers.upgrade_handler, self.upgrades),
             ws="none",
             lifespan="off",
             log_config=None,
@@ -192,6 +205,8 @@ class KubeletApiServer:
             server.should_exit = True
             await asyncio.wait([serving], timeout=GRACEFUL_STOP)
             self.peers.abort_all()
+            # Cut streaming sessions end with their connections; let them close their SSH side.
+            await self.upgrades.wait(GRACEFUL_STOP)
             await asyncio.wait([serving], timeout=SHUTDOWN_LIMIT)
             for task in (serving, rotation):
                 if task is not None and not task.done():
@@ -204,6 +219,14 @@ class KubeletApiServer:
             self.ready.clear()
 
 
+def stream_timings(settings: BinderSettings) -> StreamTimings:
+    """exec/attach/portForward timeouts from the settings (0 idle timeout: none)."""
+    return StreamTimings(
+        connect_timeout=settings.stream_connect_timeout,
+        idle_timeout=settings.stream_idle_timeout or None,
+    )
+
+
 async def serve_kubelet_api(
     *,
     api: ApiClient,
@@ -211,11 +234,18 @@ async def serve_kubelet_api(
     settings: BinderSettings,
     retained_logs: RetainedLogs | None = None,
     view: NodeView = EMPTY_VIEW,
+    ssh_dialer: SshDialer | None = None,
 ) -> None:
     """Serve the kubelet API on `settings.kubelet_port` until cancelled (see module docstring).
 
     `retained_logs`: the store the pod controller's completion readers fill (finished pods);
-    `view`: the pod controller's pods and usage ledger, for the read endpoints."""
+    `view`: the pod controller's pods and usage ledger, for the read endpoints; `ssh_dialer`:
+    how exec, attach and port-forward reach pods (None: those answer 501)."""
     await KubeletApiServer(
-        api=api, runpod=runpod, settings=settings, retained_logs=retained_logs, view=view
+        api=api,
+        runpod=runpod,
+        settings=settings,
+        retained_logs=retained_logs,
+        view=view,
+        ssh_dialer=ssh_dialer,
     ).serve()
