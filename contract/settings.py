@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contract.policy import (
     DEFAULT_MAX_CANDIDATES,
     DEFAULT_MAX_GPU_PRICE,
+    DEFAULT_MAX_VCPU_PRICE,
     DEFAULT_NAMESPACE,
     DEFAULT_NODE_NAME,
     NodePolicy,
@@ -44,6 +45,9 @@ class NodeSettings(BaseSettings):
     max_gpu_price: float = Field(
         default=DEFAULT_MAX_GPU_PRICE, gt=0, description="node cap, USD per GPU-hour"
     )
+    max_vcpu_price: float = Field(
+        default=DEFAULT_MAX_VCPU_PRICE, gt=0, description="node cap for CPU pods, USD per vCPU-hour"
+    )
     datacenter_ids: str = Field(
         default="", description="comma list of allowed RunPod data centers; empty = any"
     )
@@ -57,5 +61,6 @@ class NodeSettings(BaseSettings):
             node_name=self.node_name,
             allowed_datacenter_ids=allowed or None,
             max_gpu_price=self.max_gpu_price,
+            max_vcpu_price=self.max_vcpu_price,
             max_candidates=self.max_candidates,
         )

@@ -7,6 +7,10 @@ methods that raise `ApiError` for refusals and return RunPod-shaped dicts; HTTP 
 walk and one asyncio task while its container "runs" (the `interpreter`), so a thousand pods
 are cheap. Stale timers and tasks recognise themselves by the pod's `generation`.
 
+A create places either GPUs (`gpu`: the type x count on one machine whose CUDA satisfies the
+body's floor or set, else the live 400) or a CPU pod (`cpu`: a flavour's vCPUs in one data
+center, SECURE only, billed per vCPU); both hold their stock until stopped or terminated.
+
 Not owned here: catalogue/stock rules (`catalog`), request schemas (`validation`), how a pod
 renders (`pods`), auth/rate/fault plumbing of HTTP (`gateway`).
 """
@@ -19,7 +23,8 @@ import random
 import string
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from sandbox.catalog import Cloud, Inventory, load_inventory
@@ -35,7 +40,7 @@ from sandbox.problems import (
     ApiError,
 )
 from sandbox.ratelimit import RateLimiter
-from sandbox.scenario import RateWindow, Scenario, SeedPod, StockSetting, Timings
+from sandbox.scenario import CpuStockSetting, RateWindow, Scenario, SeedPod, StockSetting, Timings
 from sandbox.validation import check_create_rules, check_update_rules, validate_body
 
 __all__ = ["Account", "Clock", "KeyCheck"]
@@ -44,6 +49,22 @@ Clock = Callable[[], float]
 KeyCheck = Literal["ok", "missing", "invalid"]
 _ID_ALPHABET: Final = string.ascii_lowercase + string.digits
 _RECREATING_FIELDS: Final = ("image", "args", "disk", "ports", "env", "registry")
+
+
+@dataclass(frozen=True)
+class Placed:
+    """What a create bought and where: GPUs (`gpu_id` x `gpu_count`) or a CPU pod's vCPUs."""
+
+    dc_id: str
+    cloud: Cloud
+    gpu_id: str = ""
+    gpu_count: int = 0
+    price_per_gpu: float = 0.0
+    cuda: str | None = None
+    cpu_id: str | None = None
+    vcpu_count: int = 0
+    memory_gb: int = 0
+    price_per_vcpu: float = 0.0
 
 
 class Account:
@@ -62,6 +83,8 @@ class Account:
         self.inventory = inventory or load_inventory(bands=self.scenario.bands)
         for setting in self.scenario.stock:
             self.inventory.set_stock(setting)
+        for cpu_setting in self.scenario.cpu_stock:
+            self.inventory.set_cpu_stock(cpu_setting)
         self._keys: dict[str, bool] = {key: False for key in (*api_keys, *self.scenario.extra_keys) if key}
         self._keys.update({key: True for key in self.scenario.read_only_keys})
         self.pods: dict[str, PodRecord] = {}
@@ -153,10 +176,25 @@ class Account:
         holding = pod.status in BILLING_STATUSES
         pod.set_status(status, self.clock())
         if holding and status not in BILLING_STATUSES:
-            self.inventory.release(gpu_id=pod.gpu_id, cloud=pod.cloud, count=pod.gpu_count, dc_id=pod.dc_id)
+            self._release(pod)
         if status != "RUNNING":
             self._stop_container(pod)
             pod.container_started_at = None
+
+    def _release(self, pod: PodRecord) -> None:
+        """Give back what the pod holds: its vCPUs, or its GPUs."""
+        if pod.cpu_id is not None:
+            self.inventory.release_cpu(cpu_id=pod.cpu_id, vcpus=pod.vcpu_count, dc_id=pod.dc_id)
+        else:
+            self.inventory.release(gpu_id=pod.gpu_id, cloud=pod.cloud, count=pod.gpu_count, dc_id=pod.dc_id)
+
+    def _reserve_again(self, pod: PodRecord) -> bool:
+        """Take its GPUs or vCPUs back on the same host (a stopped pod starting)."""
+        if pod.cpu_id is not None:
+            return self.inventory.reserve_cpu_at(cpu_id=pod.cpu_id, vcpus=pod.vcpu_count, dc_id=pod.dc_id)
+        return self.inventory.reserve_at(
+            gpu_id=pod.gpu_id, cloud=pod.cloud, count=pod.gpu_count, dc_id=pod.dc_id
+        )
 
     def spend(self) -> float:
         now = self.clock()
@@ -245,6 +283,8 @@ class Account:
                 "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             }
         )
+        if pod.cpu_id is not None:
+            env["RUNPOD_CPU_COUNT"] = str(pod.vcpu_count)
         for private, public in pod.public_ports.items():
             env[f"RUNPOD_TCP_PORT_{private}"] = str(public)
         return env
@@ -281,47 +321,17 @@ class Account:
         check_create_rules(body)
         if "templateId" in body:
             raise ApiError(404, "template not found")
-        if "cpu" in body:
-            raise ApiError(400, "CPU flavors are not offered by the sandbox")
         if (body.get("mounts") or {}).get("network"):
             raise ApiError(404, "network volume not found")
-        gpu = body["gpu"]
-        gpu_id = gpu["id"]
-        if gpu_id not in self.inventory.gpus:
-            raise ApiError(400, f"unknown GPU type {gpu_id!r}")
-        count = gpu.get("count")
-        if count is None:
-            if self.scenario.count_omitted_bug:
-                raise ApiError(400, CAPACITY_DETAIL)
-            count = 1
         cloud: Cloud = "COMMUNITY" if body.get("cloud") == "COMMUNITY" else "SECURE"
         dc_ids: list[str] = list(body.get("dataCenterIds") or [])
         for dc_id in dc_ids:
             if dc_id not in self.inventory.dcs:
                 raise ApiError(400, f"unknown data center id {dc_id!r}")
-        if body.get("globalNetworking"):
-            eligible = [
-                d for d in (dc_ids or sorted(self.inventory.dcs)) if self.inventory.dcs[d].global_network
-            ]
-            if not eligible:
-                raise ApiError(400, "global networking is not available in the requested data centers")
-            dc_ids = eligible
-        if gpu_id in self.denied_gpu_ids:
-            raise ApiError(403, POOL_DENIED_DETAIL)
-        price = self.inventory.gpus[gpu_id].price.get(cloud, 0.0)
-        self._check_balance(price * count)
-        allowed = gpu.get("allowedCudaVersions") or None
-        min_cuda = gpu.get("minCudaVersion")
-        placement = self.inventory.place(
-            gpu_id=gpu_id,
-            cloud=cloud,
-            count=count,
-            dc_ids=dc_ids,
-            allowed_cuda=frozenset(allowed) if allowed else None,
-            min_cuda=_cuda_floor(min_cuda),
-        )
-        if placement is None:
-            raise ApiError(400, CAPACITY_DETAIL)
+        if "cpu" in body:
+            placed = self._place_cpu(body["cpu"], dc_ids)
+        else:
+            placed = self._place_gpu(body, cloud, dc_ids)
         env = dict(body.get("env") or {})
         if body.get("startJupyter") and "JUPYTER_PASSWORD" not in env:
             env["JUPYTER_PASSWORD"] = "".join(self._rng.choice(_ID_ALPHABET) for _ in range(16))
@@ -334,19 +344,85 @@ class Account:
             env=env,
             registry=body.get("registry"),
             mounts=dict(body.get("mounts") or {}),
-            gpu_id=gpu_id,
-            count=count,
-            cloud=cloud,
-            dc_id=placement.dc_id,
-            cuda=placement.cuda_version,
-            price=price,
+            placed=placed,
             global_networking=bool(body.get("globalNetworking")),
         )
+        pod.create_body = body
         pod.visible_at = pod.created_at + self.timings.visibility_delay_s
-        self._log(pod, "system", f"pod scheduled on a {gpu_id} host in {pod.dc_id}")
+        host = f"{placed.cpu_id} CPU" if placed.cpu_id is not None else f"{placed.gpu_id}"
+        self._log(pod, "system", f"pod scheduled on a {host} host in {pod.dc_id}")
         self._schedule(pod, self.timings.provisioning_s, self._to_starting)
         self.creates += 1
         return render_pod(pod, self.clock(), runtime_empty_object=self.scenario.runtime_empty_object)
+
+    def _place_gpu(self, body: Mapping[str, Any], cloud: Cloud, dc_ids: Sequence[str]) -> Placed:
+        """`gpu.id` x `count` on one machine of an allowed DC whose CUDA satisfies the body's
+        `minCudaVersion` / `allowedCudaVersions`; the live 400 when none has room."""
+        gpu = body["gpu"]
+        gpu_id = gpu["id"]
+        if gpu_id not in self.inventory.gpus:
+            raise ApiError(400, f"unknown GPU type {gpu_id!r}")
+        count = gpu.get("count")
+        if count is None:
+            if self.scenario.count_omitted_bug:
+                raise ApiError(400, CAPACITY_DETAIL)
+            count = 1
+        if body.get("globalNetworking"):
+            eligible = [
+                d for d in (dc_ids or sorted(self.inventory.dcs)) if self.inventory.dcs[d].global_network
+            ]
+            if not eligible:
+                raise ApiError(400, "global networking is not available in the requested data centers")
+            dc_ids = eligible
+        if gpu_id in self.denied_gpu_ids:
+            raise ApiError(403, POOL_DENIED_DETAIL)
+        price = self.inventory.gpus[gpu_id].price.get(cloud, 0.0)
+        self._check_balance(price * count)
+        allowed = gpu.get("allowedCudaVersions") or None
+        placement = self.inventory.place(
+            gpu_id=gpu_id,
+            cloud=cloud,
+            count=count,
+            dc_ids=dc_ids,
+            allowed_cuda=frozenset(allowed) if allowed else None,
+            min_cuda=_cuda_floor(gpu.get("minCudaVersion")),
+        )
+        if placement is None:
+            raise ApiError(400, CAPACITY_DETAIL)
+        return Placed(
+            dc_id=placement.dc_id,
+            cloud=cloud,
+            gpu_id=gpu_id,
+            gpu_count=count,
+            price_per_gpu=price,
+            cuda=placement.cuda_version,
+        )
+
+    def _place_cpu(self, cpu: Mapping[str, Any], dc_ids: Sequence[str]) -> Placed:
+        """`cpu.vcpuCount` vCPUs of flavour `cpu.id` in one allowed DC (SECURE; the rules already
+        refused another cloud); RAM = vCPUs x the flavour's RAM per vCPU."""
+        flavor = self.inventory.cpus.get(cpu["id"])
+        if flavor is None:
+            raise ApiError(400, f"unknown CPU flavor {cpu['id']!r}")
+        vcpus = cpu["vcpuCount"]
+        if not flavor.sells(vcpus):
+            raise ApiError(
+                400,
+                f"cpu.vcpuCount {vcpus} is not offered for {flavor.id} "
+                f"(a power of two from {flavor.vcpu_min} to {flavor.vcpu_max})",
+            )
+        self._check_balance(flavor.price_per_vcpu * vcpus)
+        dc_id = self.inventory.place_cpu(cpu_id=flavor.id, vcpus=vcpus, dc_ids=dc_ids)
+        if dc_id is None:
+            raise ApiError(400, CAPACITY_DETAIL)
+        return Placed(
+            dc_id=dc_id,
+            cloud="SECURE",
+            cpu_id=flavor.id,
+            vcpu_count=vcpus,
+            memory_gb=int(vcpus * flavor.ram_gb_per_vcpu),
+            price_per_vcpu=flavor.price_per_vcpu,
+        )
 
     def _make_pod(
         self,
@@ -359,12 +435,7 @@ class Account:
         env: dict[str, str],
         registry: str | None,
         mounts: dict[str, Any],
-        gpu_id: str,
-        count: int,
-        cloud: Cloud,
-        dc_id: str,
-        cuda: str | None,
-        price: float,
+        placed: Placed,
         global_networking: bool,
     ) -> PodRecord:
         now = self.clock()
@@ -379,12 +450,16 @@ class Account:
             env=env,
             registry=registry,
             mounts=mounts,
-            gpu_id=gpu_id,
-            gpu_count=count,
-            cloud=cloud,
-            dc_id=dc_id,
-            cuda_version=cuda,
-            price_per_gpu=price,
+            gpu_id=placed.gpu_id,
+            gpu_count=placed.gpu_count,
+            cloud=placed.cloud,
+            dc_id=placed.dc_id,
+            cuda_version=placed.cuda,
+            price_per_gpu=placed.price_per_gpu,
+            cpu_id=placed.cpu_id,
+            vcpu_count=placed.vcpu_count,
+            memory_gb=placed.memory_gb,
+            price_per_vcpu=placed.price_per_vcpu,
             created_at=now,
             public_ip=f"{rng.randint(38, 213)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(2, 254)}",
             ssh_suffix=f"{rng.getrandbits(32):08x}",
@@ -491,9 +566,7 @@ class Account:
             self._to_starting(pod)
         elif action == "start":
             self._check_balance(pod.rate)
-            if not self.inventory.reserve_at(
-                gpu_id=pod.gpu_id, cloud=pod.cloud, count=pod.gpu_count, dc_id=pod.dc_id
-            ):
+            if not self._reserve_again(pod):
                 raise ApiError(400, CAPACITY_DETAIL)
             # Reserved by hand above, so enter STARTING without re-reserving.
             pod.set_status("STARTING", self.clock())
@@ -513,7 +586,10 @@ class Account:
         self.enforce_balance()
         now = self.clock()
         return {
-            "pods": [render_pod(p, now) | {"restarts": p.restarts} for p in self.pods.values()],
+            "pods": [
+                render_pod(p, now) | {"restarts": p.restarts, "createBody": p.create_body}
+                for p in self.pods.values()
+            ],
             "terminated": [render_pod(p, now) for p in self.terminated],
             "creates": self.creates,
             "deletes": self.deletes,
@@ -524,6 +600,9 @@ class Account:
 
     def set_stock(self, setting: StockSetting) -> None:
         self.inventory.set_stock(setting)
+
+    def set_cpu_stock(self, setting: CpuStockSetting) -> None:
+        self.inventory.set_cpu_stock(setting)
 
     def set_failing_images(self, images: list[str]) -> None:
         """Images whose pull fails from now on (scenario `failingImages`, changed at runtime)."""
@@ -562,12 +641,14 @@ class Account:
             env=dict(seed.env),
             registry=None,
             mounts={},
-            gpu_id=seed.gpu.id,
-            count=seed.gpu.count,
-            cloud=seed.cloud,
-            dc_id=placement.dc_id,
-            cuda=placement.cuda_version,
-            price=self.inventory.gpus[seed.gpu.id].price.get(seed.cloud, 0.0),
+            placed=Placed(
+                dc_id=placement.dc_id,
+                cloud=seed.cloud,
+                gpu_id=seed.gpu.id,
+                gpu_count=seed.gpu.count,
+                price_per_gpu=self.inventory.gpus[seed.gpu.id].price.get(seed.cloud, 0.0),
+                cuda=placement.cuda_version,
+            ),
             global_networking=False,
         )
         self._to_running(pod)

@@ -31,14 +31,31 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from contract import annotations as keys
-from contract.catalog import Catalog
-from contract.containers import split_containers
+from contract.catalog import Catalog, CudaRequirement
+from contract.containers import ContainerSplit, split_containers
 from contract.plan import PLAN_KEYS, Plan, PlanError, parse_port, plan_from_annotations, plan_to_annotations
-from contract.policy import GPU_RESOURCE, NodePolicy, pod_targets_node
+from contract.policy import CPU_CLOUD, GPU_RESOURCE, NodePolicy, pod_targets_node
 from webhook.containers import check_containers, dropped_gpu_warnings, volume_warnings
-from webhook.inputs import count_gpus, detect_ports, read_inputs, suggest
+from webhook.inputs import (
+    Inputs,
+    count_gpus,
+    decide_compute,
+    detect_ports,
+    read_cpu_need,
+    read_inputs,
+    suggest,
+)
 from webhook.problems import FORBIDDEN, FROZEN_AFTER_CREATE, MAX_LISTED, STATE_ON_NEW_POD, UNAVAILABLE, Denial
-from webhook.resolving import Demand, check_pins, comply_datacenters, resolve_candidates
+from webhook.resolving import (
+    CpuDemand,
+    Demand,
+    check_cpu_pins,
+    check_cuda,
+    check_pins,
+    comply_datacenters,
+    resolve_candidates,
+    resolve_cpu_candidates,
+)
 from webhook.reviews import AdmissionRequest, Verdict, annotations_of, escape_pointer
 from webhook.tolerations import DEFAULT_OUTAGE_TOLERATION_SECONDS, outage_toleration_patch
 
@@ -50,7 +67,8 @@ JobLookup = Callable[[str, str, str], Mapping[str, str] | None]
 class PlanRequest:
     """Everything a plan is made of, besides the catalog. Hashable: a memo key."""
 
-    demand: Demand
+    # A GPU pod's demand, or a CPU pod's (no GPU bought).
+    demand: Demand | CpuDemand
     ports: tuple[str, ...]  # "8888/http"
     container_disk_gb: int
     registry_auth_id: str | None
@@ -63,21 +81,37 @@ Planner = Callable[[PlanRequest, Catalog], Mapping[str, str]]
 
 
 def write_plan(request: PlanRequest, catalog: Catalog) -> dict[str, str]:
-    """The plan annotations for `request`; a `Denial` naming the near miss when no GPU fits."""
+    """The plan annotations for `request`; a `Denial` naming the near miss when nothing fits."""
     demand = request.demand
-    plan = Plan(
-        candidates=resolve_candidates(demand, catalog),
-        gpu_count=demand.gpu_count,
-        cloud=demand.cloud,
-        datacenter_ids=demand.datacenter_ids or (),
-        ports=tuple(parse_port(p) for p in request.ports),
-        container_disk_gb=request.container_disk_gb,
-        max_gpu_price=demand.max_gpu_price,
-        registry_auth_id=request.registry_auth_id,
-        template_id=request.template_id,
-        catalog_revision=catalog.revision,
-        drop_containers=request.drop_containers,
-    )
+    common = {
+        "datacenter_ids": demand.datacenter_ids or (),
+        "ports": tuple(parse_port(p) for p in request.ports),
+        "container_disk_gb": request.container_disk_gb,
+        "registry_auth_id": request.registry_auth_id,
+        "template_id": request.template_id,
+        "catalog_revision": catalog.revision,
+        "drop_containers": request.drop_containers,
+    }
+    if isinstance(demand, CpuDemand):
+        plan = Plan(
+            compute_type="CPU",
+            candidates=resolve_cpu_candidates(demand, catalog),
+            gpu_count=0,
+            cloud=CPU_CLOUD,
+            max_vcpu_price=demand.max_vcpu_price,
+            **common,
+        )
+    else:
+        cuda = demand.cuda
+        plan = Plan(
+            candidates=resolve_candidates(demand, catalog),
+            gpu_count=demand.gpu_count,
+            cloud=demand.cloud,
+            max_gpu_price=demand.max_gpu_price,
+            min_cuda_version=cuda.minimum if cuda is not None else None,
+            cuda_versions=cuda.versions if cuda is not None else (),
+            **common,
+        )
     return plan_to_annotations(plan)
 
 
@@ -202,15 +236,15 @@ def _plan_pod(
         job_annotations=job_annotations,
         job_name=job.name if job_annotations is not None and job is not None else None,
         node_max_gpu_price=policy.max_gpu_price,
+        node_max_vcpu_price=policy.max_vcpu_price,
     )
     spec = pod.get("spec") or {}
     # Fail fast on the containers the pod has now; `validate` judges the final pod.
     split = split_containers(spec, inputs.drop_containers)
     check_containers(split, final=False, origin=inputs.origin(keys.DROP_CONTAINERS))
     gpus = count_gpus(spec)
+    compute = decide_compute(inputs, gpus)
     warnings: list[str] = [*dropped_gpu_warnings(spec, split), *volume_warnings(spec)]
-    if gpus.defaulted:
-        warnings.append(f"no {GPU_RESOURCE} limit: using 1 GPU (added limits {GPU_RESOURCE}: 1)")
     if inputs.ports is None:
         ports, port_warnings = detect_ports(spec)
         warnings += port_warnings
@@ -220,19 +254,13 @@ def _plan_pod(
         inputs.datacenter_ids, origin=inputs.origin(keys.DATACENTER_IDS), policy=policy, catalog=catalog
     )
     warnings += dc_warnings
-    check_pins(inputs.gpu_types, origin=inputs.origin(keys.GPU_TYPES), catalog=catalog)
-    cap = inputs.max_gpu_price if inputs.max_gpu_price is not None else policy.max_gpu_price
-    demand = Demand(
-        memory_gb=inputs.required_gpu_memory_gb,
-        gpu_count=gpus.count,
-        cloud=inputs.cloud,
-        max_gpu_price=cap,
-        cap_is_users=inputs.max_gpu_price is not None,
-        datacenter_ids=datacenters,
-        gpu_types=inputs.gpu_types,
-        max_candidates=policy.max_candidates,
-        needs_private_address=not any(p.protocol == "tcp" for p in ports),
-    )
+    demand: Demand | CpuDemand
+    if compute == "CPU":
+        demand = cpu_demand(inputs, spec, split, datacenters=datacenters, policy=policy, catalog=catalog)
+    else:
+        demand = gpu_demand(
+            inputs, gpus.count, datacenters=datacenters, policy=policy, catalog=catalog, ports=ports
+        )
     plan_annotations = planner(
         PlanRequest(
             demand=demand,
@@ -244,11 +272,87 @@ def _plan_pod(
         ),
         catalog,
     )
+    if isinstance(demand, CpuDemand):
+        warnings += vcpu_warnings(demand, plan_from_annotations(plan_annotations))
     if any(keys.is_plan_key(k) for k in annotations):
         warnings.append("plan.runpod.io/* annotations are written by the webhook: replaced with a fresh plan")
-    patch = build_patch(pod, plan_annotations, gpu_limit_on=split.runs_index if gpus.defaulted else None)
+    # Asked for a GPU without a limit (`runpod.io/compute-type: GPU`): 1 GPU, counted by the
+    # scheduler against the node's GPU budget through the limit this adds.
+    gpu_limit_on = split.runs_index if compute == "GPU" and gpus.defaulted else None
+    patch = build_patch(pod, plan_annotations, gpu_limit_on=gpu_limit_on)
     patch += outage_toleration_patch(spec.get("tolerations"), seconds=outage_toleration_seconds)
     return Verdict(allowed=True, patch=tuple(patch), warnings=tuple(warnings))
+
+
+def gpu_demand(
+    inputs: Inputs,
+    gpu_count: int,
+    *,
+    datacenters: tuple[str, ...] | None,
+    policy: NodePolicy,
+    catalog: Catalog,
+    ports: tuple[Any, ...],
+) -> Demand:
+    """A GPU pod's demand: its GPU pins, memory, cloud, cap and CUDA requirement, each checked
+    against the catalog first (unknown pins, a CUDA requirement nothing meets)."""
+    check_pins(inputs.gpu_types, origin=inputs.origin(keys.GPU_TYPES), catalog=catalog)
+    cuda = None
+    if inputs.min_cuda_version is not None or inputs.cuda_versions:
+        cuda = CudaRequirement(minimum=inputs.min_cuda_version, versions=inputs.cuda_versions or ())
+        key = keys.CUDA_VERSIONS if cuda.versions else keys.MIN_CUDA_VERSION
+        check_cuda(cuda, origin=inputs.origin(key), catalog=catalog)
+    cap = inputs.max_gpu_price if inputs.max_gpu_price is not None else policy.max_gpu_price
+    return Demand(
+        memory_gb=inputs.required_gpu_memory_gb,
+        gpu_count=gpu_count,
+        cloud=inputs.cloud,
+        max_gpu_price=cap,
+        cap_is_users=inputs.max_gpu_price is not None,
+        datacenter_ids=datacenters,
+        gpu_types=inputs.gpu_types,
+        max_candidates=policy.max_candidates,
+        needs_private_address=not any(p.protocol == "tcp" for p in ports),
+        cuda=cuda,
+    )
+
+
+def cpu_demand(
+    inputs: Inputs,
+    spec: Mapping[str, Any],
+    split: ContainerSplit,
+    *,
+    datacenters: tuple[str, ...] | None,
+    policy: NodePolicy,
+    catalog: Catalog,
+) -> CpuDemand:
+    """A CPU pod's demand: the running container's cpu and memory, the flavour pins and the
+    per-vCPU cap (the pod's, else the node's)."""
+    check_cpu_pins(inputs.cpu_types, origin=inputs.origin(keys.CPU_TYPES), catalog=catalog)
+    need = read_cpu_need(spec, split.runs_index)
+    cap = inputs.max_vcpu_price if inputs.max_vcpu_price is not None else policy.max_vcpu_price
+    return CpuDemand(
+        cores=need.cores,
+        memory_gb=need.memory_gb,
+        max_vcpu_price=cap,
+        cap_is_users=inputs.max_vcpu_price is not None,
+        datacenter_ids=datacenters,
+        cpu_types=inputs.cpu_types,
+        max_candidates=policy.max_candidates,
+    )
+
+
+def vcpu_warnings(demand: CpuDemand, plan: Plan) -> list[str]:
+    """Say so when the first candidate buys more vCPUs than the container asks for (RunPod
+    sells powers of two >= 2, and RAM only with vCPUs): the pod pays for them."""
+    first = plan.candidates[0]
+    vcpus = first.vcpu_count or 0
+    if vcpus <= demand.cores + 1e-9:
+        return []
+    asked = f"cpu {demand.cores:g}" if demand.cores else "no cpu"
+    return [
+        f"{asked} in the container: planned {vcpus} vCPUs ({first.label}); RunPod CPU pods have "
+        "2, 4, 8, ... vCPUs, with a fixed RAM per vCPU"
+    ]
 
 
 def build_patch(
@@ -315,12 +419,14 @@ def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> Plan:
             code=FORBIDDEN,
         ) from None
     problems: list[str] = []
-    cap = policy.max_gpu_price + _PRICE_SLACK
-    if plan.max_gpu_price > cap:
-        problems.append(f"max-gpu-price {plan.max_gpu_price:g} above the node cap {policy.max_gpu_price:g}")
+    node_cap = policy.max_unit_price(plan.compute_type)
+    cap = node_cap + _PRICE_SLACK
+    unit = "vCPU" if plan.compute_type == "CPU" else "GPU"
+    if plan.max_unit_price() > cap:
+        problems.append(f"max-{unit.lower()}-price {plan.max_unit_price():g} above the node cap {node_cap:g}")
     for candidate in plan.candidates:
-        if candidate.usd_per_hour / plan.gpu_count > cap:
-            problems.append(f"candidate {candidate.gpu_type_id} costs above the node cap per GPU")
+        if plan.unit_price(candidate) > cap:
+            problems.append(f"candidate {candidate.label} costs above the node cap per {unit}")
         if candidate.datacenter_id is not None and not policy.allows_datacenter(candidate.datacenter_id):
             problems.append(f"candidate data center {candidate.datacenter_id} not allowed on the node")
     allowed = policy.allowed_datacenter_ids
@@ -329,11 +435,16 @@ def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> Plan:
             f"data centers {','.join(plan.datacenter_ids) or 'any'} outside the node's {','.join(allowed)}"
         )
     try:
-        count = count_gpus(pod.get("spec") or {}).count
+        gpus = count_gpus(pod.get("spec") or {})
+        # A CPU plan buys no GPU: the pod must not have (or have been given) a GPU limit.
+        count = 0 if gpus.defaulted and plan.compute_type == "CPU" else gpus.count
     except Denial:
         count = -1
     if count != plan.gpu_count:
-        problems.append(f"gpu-count {plan.gpu_count} differs from the pod's {GPU_RESOURCE} limits")
+        if plan.compute_type == "CPU":
+            problems.append(f"a CPU plan, but the pod has {GPU_RESOURCE} limits")
+        else:
+            problems.append(f"gpu-count {plan.gpu_count} differs from the pod's {GPU_RESOURCE} limits")
     if problems:
         shown = "; ".join(problems[:MAX_LISTED])
         if len(problems) > MAX_LISTED:

@@ -2,13 +2,16 @@
 
 Owns the annotation contract of SPEC §2 as the webhook reads it: pod-then-Job precedence (per
 key, the pod wins), one check per annotation, unknown `runpod.io/*` keys rejected with a "did you
-mean", GPU count from `nvidia.com/gpu`, ports from `containerPort`s or the `runpod.io/ports`
-override, the `runpod.io/drop-containers` list (its names are checked against the pod's
-containers in `containers`). Every rejection is a `Problem` naming the annotation, the bad value, what is allowed
-and where it came from.
+mean", GPU count from `nvidia.com/gpu`, what the pod buys (`decide_compute`: GPUs with a GPU limit
+or `runpod.io/compute-type: GPU`, else a RunPod CPU pod; annotations for the other kind refused),
+a CPU pod's vCPU and memory need (`read_cpu_need`), ports from `containerPort`s or the
+`runpod.io/ports` override, the `runpod.io/drop-containers` list (its names are checked against
+the pod's containers in `containers`). Every rejection is a `Problem` naming the annotation, the
+bad value, what is allowed and where it came from.
 
-Does not own: checks that need the catalog (GPU pins, data-center ids, prices: `resolving`), the
-node's data-center list (`resolving`), or the wire format (`reviews`). Pure: no I/O, no clock.
+Does not own: checks that need the catalog (GPU and CPU pins, CUDA versions offered, data-center
+ids, prices: `resolving`), the node's data-center list (`resolving`), or the wire format
+(`reviews`). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -21,16 +24,22 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from contract import annotations as keys
+from contract.catalog import parse_cuda_version
 from contract.plan import Port, parse_port
 from contract.policy import (
     CLOUDS,
+    COMPUTE_TYPES,
+    CPU_CLOUD,
     DEFAULT_CLOUD,
     DEFAULT_CONTAINER_DISK_GB,
+    DEFAULT_MAX_VCPU_PRICE,
     DEFAULT_REQUIRED_GPU_MEMORY_GB,
     GPU_RESOURCE,
     Cloud,
+    ComputeType,
     parse_id_list,
 )
+from contract.quantities import GIB, parse_cpu, parse_memory
 from webhook.problems import FORBIDDEN, Denial, Problem, clip, describe_origin, quote_items
 
 HTTP_PORTS: Final = frozenset({80, 443, 8080, 8000, 3000, 5000, 8888, 9000})
@@ -67,16 +76,44 @@ class Inputs:
     container_disk_gb: int = DEFAULT_CONTAINER_DISK_GB
     # Containers and init containers RunPod may leave out (checked against the final pod).
     drop_containers: tuple[str, ...] = ()
+    # None = decided by the pod's nvidia.com/gpu limits (`decide_compute`).
+    compute_type: ComputeType | None = None
+    min_cuda_version: str | None = None
+    cuda_versions: tuple[str, ...] | None = None
+    cpu_types: tuple[str, ...] | None = None
+    max_vcpu_price: float | None = None
     origins: tuple[tuple[str, str], ...] = ()
+    # What the user wrote, per annotation set (for messages about it).
+    raw: tuple[tuple[str, str], ...] = ()
 
     def origin(self, key: str) -> str:
         return dict(self.origins).get(key, "the pod")
+
+    def raw_value(self, key: str) -> str:
+        return dict(self.raw).get(key, "")
 
 
 @dataclass(frozen=True, slots=True)
 class GpuCount:
     count: int
-    defaulted: bool  # no nvidia.com/gpu limit anywhere: 1 was assumed
+    defaulted: bool  # no nvidia.com/gpu limit anywhere (count 1 is what a GPU pod would get)
+
+
+@dataclass(frozen=True, slots=True)
+class CpuNeed:
+    """What a CPU pod's running container asks for: vCPUs (its cpu limit, else request; 0 =
+    unstated) and GB of memory (RunPod's GB are read as GiB: 16Gi fits a 16 GB flavour)."""
+
+    cores: float
+    memory_gb: float
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """The node's price caps an annotation may only lower."""
+
+    gpu: float
+    vcpu: float = DEFAULT_MAX_VCPU_PRICE
 
 
 def suggest(word: str, choices: Sequence[str]) -> str:
@@ -140,6 +177,7 @@ def read_inputs(
     job_annotations: Mapping[str, str] | None = None,
     job_name: str | None = None,
     node_max_gpu_price: float,
+    node_max_vcpu_price: float = DEFAULT_MAX_VCPU_PRICE,
 ) -> Inputs:
     """Validate every input annotation; raise one `Denial` listing every problem found."""
     problems = find_unknown_keys(pod_annotations, origin="the pod")
@@ -149,16 +187,28 @@ def read_inputs(
             job_annotations, origin=describe_origin(job_name), known=frozenset(keys.INPUT_KEYS)
         )
     merged = merge_inputs(pod_annotations, job_annotations, job_name=job_name)
+    caps = Caps(gpu=node_max_gpu_price, vcpu=node_max_vcpu_price)
     values: dict[str, Any] = {}
     for key, (raw, origin) in merged.items():
         try:
-            values[key] = _READERS[key](raw.strip(), node_max_gpu_price)
+            values[key] = _READERS[key](raw.strip(), caps)
         except _Bad as bad:
             problems.append(
                 Problem(
                     field=key, value=raw, reason=bad.reason, allowed=bad.allowed, origin=origin, code=bad.code
                 )
             )
+    if keys.MIN_CUDA_VERSION in values and keys.CUDA_VERSIONS in values:
+        raw, origin = merged[keys.CUDA_VERSIONS]
+        problems.append(
+            Problem(
+                field=keys.CUDA_VERSIONS,
+                value=raw,
+                reason=f"{keys.MIN_CUDA_VERSION} is set too: a floor and an exact set exclude each other",
+                allowed=f"one of {keys.MIN_CUDA_VERSION} (a floor) or {keys.CUDA_VERSIONS} (an exact set)",
+                origin=origin,
+            )
+        )
     if problems:
         raise Denial.of(problems)
     return Inputs(
@@ -172,7 +222,13 @@ def read_inputs(
         template_id=values.get(keys.TEMPLATE_ID),
         container_disk_gb=values.get(keys.CONTAINER_DISK_GB, DEFAULT_CONTAINER_DISK_GB),
         drop_containers=values.get(keys.DROP_CONTAINERS, ()),
+        compute_type=values.get(keys.COMPUTE_TYPE),
+        min_cuda_version=values.get(keys.MIN_CUDA_VERSION),
+        cuda_versions=values.get(keys.CUDA_VERSIONS),
+        cpu_types=values.get(keys.CPU_TYPES),
+        max_vcpu_price=values.get(keys.MAX_VCPU_PRICE),
         origins=tuple((key, origin) for key, (_, origin) in merged.items()),
+        raw=tuple((key, raw) for key, (raw, _) in merged.items()),
     )
 
 
@@ -193,16 +249,16 @@ def _integer(raw: str, bounds: tuple[int, int], unit: str) -> int:
     return value
 
 
-def _memory(raw: str, _cap: float) -> int:
+def _memory(raw: str, _caps: Caps) -> int:
     return _integer(raw, MEMORY_RANGE, "number of GB per GPU")
 
 
-def _disk(raw: str, _cap: float) -> int:
+def _disk(raw: str, _caps: Caps) -> int:
     return _integer(raw, DISK_RANGE, "number of GB")
 
 
-def _price(raw: str, cap: float) -> float:
-    allowed = f"USD per GPU-hour, > 0 and <= the node cap {cap:g}"
+def _capped_price(raw: str, cap: float, unit: str) -> float:
+    allowed = f"USD per {unit}-hour, > 0 and <= the node cap {cap:g}"
     try:
         value = float(raw)
     except ValueError:
@@ -210,11 +266,60 @@ def _price(raw: str, cap: float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise _Bad("must be a positive number", allowed)
     if value > cap:
-        raise _Bad(f"above the node cap ${cap:g}/GPU-hour", allowed, code=FORBIDDEN)
+        raise _Bad(f"above the node cap ${cap:g}/{unit}-hour", allowed, code=FORBIDDEN)
     return value
 
 
-def _cloud(raw: str, _cap: float) -> Cloud:
+def _price(raw: str, caps: Caps) -> float:
+    return _capped_price(raw, caps.gpu, "GPU")
+
+
+def _vcpu_price(raw: str, caps: Caps) -> float:
+    return _capped_price(raw, caps.vcpu, "vCPU")
+
+
+def _compute(raw: str, _caps: Caps) -> ComputeType:
+    for compute in COMPUTE_TYPES:
+        if raw == compute:
+            return compute
+    hint = f"; did you mean {raw.upper()}?" if raw.upper() in COMPUTE_TYPES else ""
+    raise _Bad(
+        f"unknown compute type{hint}",
+        f"GPU (a RunPod GPU pod) or CPU (a RunPod CPU pod, no GPU); default: GPU with a {GPU_RESOURCE} limit, else CPU",
+    )
+
+
+_CUDA_ALLOWED: Final = "a CUDA version as major.minor, e.g. 12.4 (a bare major such as 12 names no version)"
+
+
+def _cuda_version(raw: str, _caps: Caps) -> str:
+    try:
+        parse_cuda_version(raw)
+    except ValueError:
+        raise _Bad("not a CUDA version", _CUDA_ALLOWED) from None
+    return raw
+
+
+def _cuda_versions(raw: str, _caps: Caps) -> tuple[str, ...]:
+    allowed = f"a comma-separated list of CUDA versions, each {_CUDA_ALLOWED}"
+    versions = parse_id_list(raw)
+    if not versions:
+        raise _Bad("empty list", allowed)
+    bad = [v for v in versions if not _is_cuda_version(v)]
+    if bad:
+        raise _Bad(f"not a CUDA version: {quote_items(bad)}", allowed)
+    return versions
+
+
+def _is_cuda_version(text: str) -> bool:
+    try:
+        parse_cuda_version(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _cloud(raw: str, _caps: Caps) -> Cloud:
     for cloud in CLOUDS:
         if raw == cloud:
             return cloud
@@ -232,15 +337,19 @@ def _id_list(raw: str, what: str) -> tuple[str, ...]:
     return ids
 
 
-def _gpu_types(raw: str, _cap: float) -> tuple[str, ...]:
+def _gpu_types(raw: str, _caps: Caps) -> tuple[str, ...]:
     return _id_list(raw, "RunPod GPU type ids (e.g. NVIDIA A40)")
 
 
-def _datacenters(raw: str, _cap: float) -> tuple[str, ...]:
+def _cpu_types(raw: str, _caps: Caps) -> tuple[str, ...]:
+    return _id_list(raw, "RunPod CPU flavour ids (e.g. cpu5c)")
+
+
+def _datacenters(raw: str, _caps: Caps) -> tuple[str, ...]:
     return _id_list(raw, "RunPod data-center ids (e.g. EU-RO-1)")
 
 
-def _ports(raw: str, _cap: float) -> tuple[Port, ...]:
+def _ports(raw: str, _caps: Caps) -> tuple[Port, ...]:
     # An empty value is a deliberate "expose nothing": the override replaces detection entirely.
     allowed = "a comma-separated list of PORT/http or PORT/tcp, PORT 1..65535, each port once"
     ports: list[Port] = []
@@ -258,7 +367,7 @@ def _ports(raw: str, _cap: float) -> tuple[Port, ...]:
     return tuple(ports)
 
 
-def _container_names(raw: str, _cap: float) -> tuple[str, ...]:
+def _container_names(raw: str, _caps: Caps) -> tuple[str, ...]:
     allowed = "a comma-separated list of container names (lowercase DNS labels, at most 63 characters)"
     names = parse_id_list(raw)
     if not names:
@@ -269,7 +378,7 @@ def _container_names(raw: str, _cap: float) -> tuple[str, ...]:
     return names
 
 
-def _identifier(raw: str, _cap: float) -> str:
+def _identifier(raw: str, _caps: Caps) -> str:
     allowed = f"a non-empty RunPod id without spaces, at most {_MAX_ID_CHARS} characters"
     if not raw or len(raw) > _MAX_ID_CHARS or any(c.isspace() or c == "," for c in raw):
         raise _Bad("not a RunPod id", allowed)
@@ -287,7 +396,93 @@ _READERS: Final = {
     keys.TEMPLATE_ID: _identifier,
     keys.CONTAINER_DISK_GB: _disk,
     keys.DROP_CONTAINERS: _container_names,
+    keys.COMPUTE_TYPE: _compute,
+    keys.MIN_CUDA_VERSION: _cuda_version,
+    keys.CUDA_VERSIONS: _cuda_versions,
+    keys.CPU_TYPES: _cpu_types,
+    keys.MAX_VCPU_PRICE: _vcpu_price,
 }
+
+
+def decide_compute(inputs: Inputs, gpus: GpuCount) -> ComputeType:
+    """What the pod buys: GPUs when it has an `nvidia.com/gpu` limit or asks with
+    `runpod.io/compute-type: GPU` (then 1 GPU without a limit), else a RunPod CPU pod.
+
+    Refused with a `Denial`: `compute-type: CPU` on a pod with GPU limits, a CPU pod outside
+    the SECURE cloud, and annotations that only mean something for the other kind (a CUDA floor
+    on a CPU pod, a vCPU price on a GPU pod): silently ignoring them could buy the wrong thing.
+    """
+    declared = not gpus.defaulted
+    if inputs.compute_type == "CPU" and declared:
+        raise Denial.of(
+            [
+                Problem(
+                    field=keys.COMPUTE_TYPE,
+                    value="CPU",
+                    reason=f"the pod has {GPU_RESOURCE} limits ({gpus.count} in total)",
+                    allowed=f"GPU, or remove the {GPU_RESOURCE} limits to run on a RunPod CPU pod",
+                    origin=inputs.origin(keys.COMPUTE_TYPE),
+                )
+            ]
+        )
+    compute: ComputeType = inputs.compute_type or ("GPU" if declared else "CPU")
+    problems: list[Problem] = []
+    if compute == "CPU":
+        why = (
+            f"{keys.COMPUTE_TYPE} is CPU"
+            if inputs.compute_type == "CPU"
+            else f"the pod has no {GPU_RESOURCE} limit"
+        )
+        misplaced, allowed = (
+            keys.GPU_ONLY_INPUTS,
+            f"set limits {GPU_RESOURCE} (or {keys.COMPUTE_TYPE}: GPU) to run on a GPU, or remove the annotation",
+        )
+        if inputs.cloud != CPU_CLOUD and keys.CLOUD_TYPE in dict(inputs.origins):
+            problems.append(
+                Problem(
+                    field=keys.CLOUD_TYPE,
+                    value=inputs.raw_value(keys.CLOUD_TYPE),
+                    reason=f"RunPod CPU pods run in the {CPU_CLOUD} cloud only ({why})",
+                    allowed=f"{CPU_CLOUD} for a CPU pod; {', '.join(CLOUDS)} for a GPU pod",
+                    origin=inputs.origin(keys.CLOUD_TYPE),
+                )
+            )
+    else:
+        why = f"the pod has {GPU_RESOURCE} limits" if declared else f"{keys.COMPUTE_TYPE} is GPU"
+        misplaced, allowed = (
+            keys.CPU_ONLY_INPUTS,
+            f"remove the annotation, or drop the {GPU_RESOURCE} limits to run on a RunPod CPU pod",
+        )
+    other = "GPU" if compute == "CPU" else "CPU"
+    for key in misplaced:
+        if key in dict(inputs.origins):
+            problems.append(
+                Problem(
+                    field=key,
+                    value=inputs.raw_value(key),
+                    reason=f"applies to {other} pods only; this pod runs on a RunPod {compute} pod ({why})",
+                    allowed=allowed,
+                    origin=inputs.origin(key),
+                )
+            )
+    if problems:
+        raise Denial.of(problems)
+    return compute
+
+
+def read_cpu_need(spec: Mapping[str, Any], runs_index: int | None) -> CpuNeed:
+    """The running container's cpu and memory: its limit, else its request (the most it may
+    use, which RunPod must give it); nothing stated is 0 (the smallest CPU pod fits)."""
+    containers = _list(spec.get("containers"))
+    container = containers[runs_index] if runs_index is not None and runs_index < len(containers) else {}
+    resources = container.get("resources") if isinstance(container, Mapping) else None
+    resources = resources if isinstance(resources, Mapping) else {}
+    raw_limits, raw_requests = resources.get("limits"), resources.get("requests")
+    limits: Mapping[str, Any] = raw_limits if isinstance(raw_limits, Mapping) else {}
+    requests: Mapping[str, Any] = raw_requests if isinstance(raw_requests, Mapping) else {}
+    cores = parse_cpu(limits.get("cpu", requests.get("cpu"))) or 0.0
+    memory = parse_memory(limits.get("memory", requests.get("memory"))) or 0.0
+    return CpuNeed(cores=cores, memory_gb=memory / GIB)
 
 
 def count_gpus(spec: Mapping[str, Any]) -> GpuCount:
