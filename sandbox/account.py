@@ -590,7 +590,7 @@ class Account:
                 render_pod(p, now) | {"restarts": p.restarts, "createBody": p.create_body}
                 for p in self.pods.values()
             ],
-            "terminated": [render_pod(p, now) for p in self.terminated],
+            "terminated": [render_pod(p, now) | {"createBody": p.create_body} for p in self.terminated],
             "creates": self.creates,
             "deletes": self.deletes,
             "spendUsd": round(self.spend(), 9),

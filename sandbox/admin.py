@@ -1,8 +1,8 @@
 """`/_sandbox/*`: the emulator's control panel for tests, demos and people (no auth, loopback only).
 
 GET    /_sandbox                    this list
-GET    /_sandbox/state              pods (full, env included, each with the `createBody` it was
-                                    created with), terminated pods, creates, deletes, spendUsd,
+GET    /_sandbox/state              pods and terminated pods (full, env included, each with the
+                                    `createBody` it was created with), creates, deletes, spendUsd,
                                     balanceUsd, requests per route
 GET    /_sandbox/faults             live fault rules
 POST   /_sandbox/faults             add a rule (scenario `FaultRule`, e.g. {"route": "POST /v2/pods",
