@@ -44,18 +44,6 @@ __all__ = [
 
 Cloud = Literal["SECURE", "COMMUNITY"]
 CLOUDS: Final[tuple[Cloud, ...]] = ("SECURE", "COMMUNITY")
-PRODUCTS: Final = ("POD", "CLUSTER", "SERVERLESS")
-REGIONS: Final = (
-    "NORTH_AMERICA",
-    "SOUTH_AMERICA",
-    "EUROPE",
-    "ASIA",
-    "MIDDLE_EAST",
-    "AFRICA",
-    "OCEANIA",
-    "ANTARCTICA",
-    "UNKNOWN",
-)
 # Data-center id prefix -> ISO country (notes A.2); no country field exists in the API.
 _COUNTRY_PREFIXES: Final = (
     ("US-", "US"),

@@ -31,27 +31,17 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from contract import annotations as keys
-from contract.catalog import Catalog, CudaRequirement
-from contract.containers import ContainerSplit, split_containers
+from contract.catalog import Catalog
+from contract.containers import split_containers
 from contract.plan import PLAN_KEYS, Plan, PlanError, parse_port, plan_from_annotations, plan_to_annotations
 from contract.policy import CPU_CLOUD, GPU_RESOURCE, NodePolicy, pod_targets_node
 from webhook.containers import check_containers, dropped_gpu_warnings, volume_warnings
-from webhook.inputs import (
-    Inputs,
-    count_gpus,
-    decide_compute,
-    detect_ports,
-    read_cpu_need,
-    read_inputs,
-    suggest,
-)
+from webhook.demands import cpu_demand, gpu_demand, vcpu_warnings
+from webhook.inputs import count_gpus, decide_compute, detect_ports, read_inputs, suggest
 from webhook.problems import FORBIDDEN, FROZEN_AFTER_CREATE, MAX_LISTED, STATE_ON_NEW_POD, UNAVAILABLE, Denial
 from webhook.resolving import (
     CpuDemand,
     Demand,
-    check_cpu_pins,
-    check_cuda,
-    check_pins,
     comply_datacenters,
     resolve_candidates,
     resolve_cpu_candidates,
@@ -282,77 +272,6 @@ def _plan_pod(
     patch = build_patch(pod, plan_annotations, gpu_limit_on=gpu_limit_on)
     patch += outage_toleration_patch(spec.get("tolerations"), seconds=outage_toleration_seconds)
     return Verdict(allowed=True, patch=tuple(patch), warnings=tuple(warnings))
-
-
-def gpu_demand(
-    inputs: Inputs,
-    gpu_count: int,
-    *,
-    datacenters: tuple[str, ...] | None,
-    policy: NodePolicy,
-    catalog: Catalog,
-    ports: tuple[Any, ...],
-) -> Demand:
-    """A GPU pod's demand: its GPU pins, memory, cloud, cap and CUDA requirement, each checked
-    against the catalog first (unknown pins, a CUDA requirement nothing meets)."""
-    check_pins(inputs.gpu_types, origin=inputs.origin(keys.GPU_TYPES), catalog=catalog)
-    cuda = None
-    if inputs.min_cuda_version is not None or inputs.cuda_versions:
-        cuda = CudaRequirement(minimum=inputs.min_cuda_version, versions=inputs.cuda_versions or ())
-        key = keys.CUDA_VERSIONS if cuda.versions else keys.MIN_CUDA_VERSION
-        check_cuda(cuda, origin=inputs.origin(key), catalog=catalog)
-    cap = inputs.max_gpu_price if inputs.max_gpu_price is not None else policy.max_gpu_price
-    return Demand(
-        memory_gb=inputs.required_gpu_memory_gb,
-        gpu_count=gpu_count,
-        cloud=inputs.cloud,
-        max_gpu_price=cap,
-        cap_is_users=inputs.max_gpu_price is not None,
-        datacenter_ids=datacenters,
-        gpu_types=inputs.gpu_types,
-        max_candidates=policy.max_candidates,
-        needs_private_address=not any(p.protocol == "tcp" for p in ports),
-        cuda=cuda,
-    )
-
-
-def cpu_demand(
-    inputs: Inputs,
-    spec: Mapping[str, Any],
-    split: ContainerSplit,
-    *,
-    datacenters: tuple[str, ...] | None,
-    policy: NodePolicy,
-    catalog: Catalog,
-) -> CpuDemand:
-    """A CPU pod's demand: the running container's cpu and memory, the flavour pins and the
-    per-vCPU cap (the pod's, else the node's)."""
-    check_cpu_pins(inputs.cpu_types, origin=inputs.origin(keys.CPU_TYPES), catalog=catalog)
-    need = read_cpu_need(spec, split.runs_index)
-    cap = inputs.max_vcpu_price if inputs.max_vcpu_price is not None else policy.max_vcpu_price
-    return CpuDemand(
-        cores=need.cores,
-        memory_gb=need.memory_gb,
-        max_vcpu_price=cap,
-        cap_is_users=inputs.max_vcpu_price is not None,
-        datacenter_ids=datacenters,
-        cpu_types=inputs.cpu_types,
-        max_candidates=policy.max_candidates,
-    )
-
-
-def vcpu_warnings(demand: CpuDemand, plan: Plan) -> list[str]:
-    """Say so when the first candidate buys more vCPUs than the container asks for (RunPod
-    sells powers of two >= 2, and RAM only with vCPUs): the pod pays for them."""
-    first = plan.candidates[0]
-    vcpus = first.vcpu_count or 0
-    if vcpus <= demand.cores + 1e-9:
-        return []
-    asked = f"cpu {demand.cores:g}" if demand.cores else "no cpu"
-    return [
-        f"{asked} in the container: planned {vcpus} vCPUs ({first.label}); RunPod CPU pods have "
-        "2, 4, 8, ... vCPUs, with a fixed RAM per vCPU"
-    ]
 
 
 def build_patch(
