@@ -53,6 +53,9 @@ class NodePolicy(BaseModel):
     max_vcpu_price: float = Field(default=DEFAULT_MAX_VCPU_PRICE, gt=0)
     # How many (GPU type, data center) candidates the plan carries.
     max_candidates: int = Field(default=DEFAULT_MAX_CANDIDATES, ge=1, le=50)
+    # What a pod without an nvidia.com/gpu limit (and no `runpod.io/compute-type`) buys: a
+    # RunPod CPU pod, or, as before CPU pods existed, one GPU.
+    default_compute_type: ComputeType = "CPU"
 
     def allows_datacenter(self, datacenter_id: str) -> bool:
         return self.allowed_datacenter_ids is None or datacenter_id in self.allowed_datacenter_ids

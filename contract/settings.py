@@ -17,6 +17,7 @@ from contract.policy import (
     DEFAULT_MAX_VCPU_PRICE,
     DEFAULT_NAMESPACE,
     DEFAULT_NODE_NAME,
+    ComputeType,
     NodePolicy,
     parse_id_list,
 )
@@ -55,6 +56,12 @@ class NodeSettings(BaseSettings):
         default=DEFAULT_MAX_CANDIDATES, ge=1, le=50, description="GPU candidates kept in a plan"
     )
 
+    default_compute_type: ComputeType = Field(
+        default="CPU",
+        description="what a pod without an nvidia.com/gpu limit buys: CPU (a RunPod CPU pod) "
+        "or GPU (one GPU, as before CPU pods); runpod.io/compute-type overrides it per pod",
+    )
+
     def node_policy(self) -> NodePolicy:
         allowed = parse_id_list(self.datacenter_ids)
         return NodePolicy(
@@ -63,4 +70,5 @@ class NodeSettings(BaseSettings):
             max_gpu_price=self.max_gpu_price,
             max_vcpu_price=self.max_vcpu_price,
             max_candidates=self.max_candidates,
+            default_compute_type=self.default_compute_type,
         )

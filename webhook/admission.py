@@ -233,7 +233,7 @@ def _plan_pod(
     split = split_containers(spec, inputs.drop_containers)
     check_containers(split, final=False, origin=inputs.origin(keys.DROP_CONTAINERS))
     gpus = count_gpus(spec)
-    compute = decide_compute(inputs, gpus)
+    compute = decide_compute(inputs, gpus, default=policy.default_compute_type)
     warnings: list[str] = [*dropped_gpu_warnings(spec, split), *volume_warnings(spec)]
     if inputs.ports is None:
         ports, port_warnings = detect_ports(spec)
@@ -266,8 +266,8 @@ def _plan_pod(
         warnings += vcpu_warnings(demand, plan_from_annotations(plan_annotations))
     if any(keys.is_plan_key(k) for k in annotations):
         warnings.append("plan.runpod.io/* annotations are written by the webhook: replaced with a fresh plan")
-    # Asked for a GPU without a limit (`runpod.io/compute-type: GPU`): 1 GPU, counted by the
-    # scheduler against the node's GPU budget through the limit this adds.
+    # A GPU without a limit (`runpod.io/compute-type: GPU`, or the node's default): 1 GPU,
+    # counted by the scheduler against the node's GPU budget through the limit this adds.
     gpu_limit_on = split.runs_index if compute == "GPU" and gpus.defaulted else None
     patch = build_patch(pod, plan_annotations, gpu_limit_on=gpu_limit_on)
     patch += outage_toleration_patch(spec.get("tolerations"), seconds=outage_toleration_seconds)

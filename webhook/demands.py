@@ -91,7 +91,5 @@ def vcpu_warnings(demand: CpuDemand, plan: Plan) -> list[str]:
     if vcpus <= demand.cores + 1e-9:
         return []
     asked = f"cpu {demand.cores:g}" if demand.cores else "no cpu"
-    return [
-        f"{asked} in the container: planned {vcpus} vCPUs ({first.label}); RunPod CPU pods have "
-        "2, 4, 8, ... vCPUs, with a fixed RAM per vCPU"
-    ]
+    # Short: the apiserver shows at most 120 characters of a warning.
+    return [f"{asked}: planned {vcpus} vCPUs ({first.label}); RunPod sells 2, 4, 8, ... vCPUs"]

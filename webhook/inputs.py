@@ -404,9 +404,10 @@ _READERS: Final = {
 }
 
 
-def decide_compute(inputs: Inputs, gpus: GpuCount) -> ComputeType:
+def decide_compute(inputs: Inputs, gpus: GpuCount, *, default: ComputeType = "CPU") -> ComputeType:
     """What the pod buys: GPUs when it has an `nvidia.com/gpu` limit or asks with
-    `runpod.io/compute-type: GPU` (then 1 GPU without a limit), else a RunPod CPU pod.
+    `runpod.io/compute-type: GPU` (then 1 GPU without a limit), else `default` (the node's
+    `--default-compute-type`: a RunPod CPU pod unless the operator keeps the old 1 GPU).
 
     Refused with a `Denial`: `compute-type: CPU` on a pod with GPU limits, a CPU pod outside
     the SECURE cloud, and annotations that only mean something for the other kind (a CUDA floor
@@ -425,7 +426,7 @@ def decide_compute(inputs: Inputs, gpus: GpuCount) -> ComputeType:
                 )
             ]
         )
-    compute: ComputeType = inputs.compute_type or ("GPU" if declared else "CPU")
+    compute: ComputeType = inputs.compute_type or ("GPU" if declared else default)
     problems: list[Problem] = []
     if compute == "CPU":
         why = (
@@ -448,7 +449,13 @@ def decide_compute(inputs: Inputs, gpus: GpuCount) -> ComputeType:
                 )
             )
     else:
-        why = f"the pod has {GPU_RESOURCE} limits" if declared else f"{keys.COMPUTE_TYPE} is GPU"
+        why = (
+            f"the pod has {GPU_RESOURCE} limits"
+            if declared
+            else f"{keys.COMPUTE_TYPE} is GPU"
+            if inputs.compute_type == "GPU"
+            else "the node's default compute type is GPU"
+        )
         misplaced, allowed = (
             keys.CPU_ONLY_INPUTS,
             f"remove the annotation, or drop the {GPU_RESOURCE} limits to run on a RunPod CPU pod",

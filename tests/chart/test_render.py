@@ -41,6 +41,7 @@ VALUE_MATRIX: dict[str, tuple[str, ...]] = {
         "kubelet.gpuBudget=16",
         "kubelet.cpuBudget=24",
         "kubelet.maxVcpuPrice=0.07",
+        "kubelet.defaultComputeType=GPU",
         "kubelet.maxCandidates=8",
         "kubelet.kubeletPort=10260",
         "kubelet.logLevel=debug",
@@ -106,6 +107,7 @@ def test_every_rendered_manifest_passes_strict_kubernetes_validation(
         ("kubelet.gpuBudget=many", "/kubelet/gpuBudget"),
         ("kubelet.cpuBudget=-1", "/kubelet/cpuBudget"),
         ("kubelet.maxVcpuPrice=free", "/kubelet/maxVcpuPrice"),
+        ("kubelet.defaultComputeType=TPU", "/kubelet/defaultComputeType"),
         ("kubelet.kubeletPort=70000", "/kubelet/kubeletPort"),
         ("kubelet.logLevel=loud", "/kubelet/logLevel"),
         ("kubelet.datacenterIds=EU-RO-1", "/kubelet/datacenterIds"),
@@ -226,6 +228,7 @@ def test_every_binder_and_webhook_knob_reaches_the_settings(
     assert (webhook.node_name, webhook.max_candidates, webhook.port) == ("gpu-cloud", 8, 8443)
     assert webhook.outage_toleration_seconds == 3600
     assert webhook.node_policy().max_vcpu_price == 0.07
+    assert webhook.node_policy().default_compute_type == "GPU"
 
 
 def test_an_unlimited_outage_toleration_reaches_the_webhook_as_no_limit(

@@ -83,11 +83,28 @@ def test_a_cpu_request_that_is_no_vcpu_count_runpod_sells_is_rounded_up_with_a_w
         apply_patch(cpu_pod({"limits": {"cpu": "3"}}), list(verdict.patch))["metadata"]["annotations"]
     )
     assert plan.candidates[0].vcpu_count == 4
-    assert verdict.warnings == (
-        "cpu 3 in the container: planned 4 vCPUs (cpu3c x4 vCPU); RunPod CPU pods have 2, 4, 8, ... vCPUs, "
-        "with a fixed RAM per vCPU",
+    assert verdict.warnings == ("cpu 3: planned 4 vCPUs (cpu3c x4 vCPU); RunPod sells 2, 4, 8, ... vCPUs",)
+    assert all(len(w) <= 120 for w in verdict.warnings)
+    assert _mutate(cpu_pod()).warnings == (
+        "no cpu: planned 2 vCPUs (cpu3c x2 vCPU); RunPod sells 2, 4, 8, ... vCPUs",
     )
-    assert "no cpu in the container: planned 2 vCPUs" in _mutate(cpu_pod()).warnings[0]
+
+
+def test_a_node_whose_default_compute_type_is_gpu_gives_a_pod_without_a_limit_one_gpu() -> None:
+    policy = POLICY.model_copy(update={"default_compute_type": "GPU"})
+    pod = cpu_pod({"requests": {"cpu": "2"}})
+    verdict = _mutate(pod, policy)
+    planned = apply_patch(pod, list(verdict.patch))
+    plan = plan_from_annotations(planned["metadata"]["annotations"])
+    assert (plan.compute_type, plan.gpu_count) == ("GPU", 1)
+    assert planned["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert verdict.warnings == ()
+    assert _validate(planned, policy) == Verdict(allowed=True)
+    # The annotation still asks for a CPU pod there.
+    cpu = plan_from_annotations(
+        _planned(cpu_pod(annotations={"runpod.io/compute-type": "CPU"}), policy)["metadata"]["annotations"]
+    )
+    assert cpu.compute_type == "CPU"
 
 
 def test_a_gpu_annotation_on_a_cpu_pod_is_refused_at_admission() -> None:
