@@ -7,12 +7,11 @@ methods that raise `ApiError` for refusals and return RunPod-shaped dicts; HTTP 
 walk and one asyncio task while its container "runs" (the `interpreter`), so a thousand pods
 are cheap. Stale timers and tasks recognise themselves by the pod's `generation`.
 
-A create places either GPUs (`gpu`: the type x count on one machine whose CUDA satisfies the
-body's floor or set, else the live 400) or a CPU pod (`cpu`: a flavour's vCPUs in one data
-center, SECURE only, billed per vCPU); both hold their stock until stopped or terminated.
+A create buys GPUs or, with `cpu`, a CPU pod's vCPUs (billed per vCPU); `placing` decides where,
+and both hold their stock until the pod stops or is terminated.
 
-Not owned here: catalogue/stock rules (`catalog`), request schemas (`validation`), how a pod
-renders (`pods`), auth/rate/fault plumbing of HTTP (`gateway`).
+Not owned here: catalogue/stock rules (`catalog`), placing a create (`placing`), request schemas
+(`validation`), how a pod renders (`pods`), auth/rate/fault plumbing of HTTP (`gateway`).
 """
 
 from __future__ import annotations
@@ -23,20 +22,19 @@ import random
 import string
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal
 
 from sandbox.catalog import Cloud, Inventory, load_inventory
 from sandbox.faults import FaultBook
 from sandbox.interpreter import LineSplitter, run_script
 from sandbox.logbook import LogBook
+from sandbox.placing import Placed, place_cpu, place_gpu
 from sandbox.pods import ACTIONS, BILLING_STATUSES, PodRecord, PodStatus, parse_ports, render_pod, spend_of
 from sandbox.problems import (
     BALANCE_DETAIL,
     CAPACITY_DETAIL,
     POD_NOT_FOUND_DETAIL,
-    POOL_DENIED_DETAIL,
     ApiError,
 )
 from sandbox.ratelimit import RateLimiter
@@ -49,22 +47,6 @@ Clock = Callable[[], float]
 KeyCheck = Literal["ok", "missing", "invalid"]
 _ID_ALPHABET: Final = string.ascii_lowercase + string.digits
 _RECREATING_FIELDS: Final = ("image", "args", "disk", "ports", "env", "registry")
-
-
-@dataclass(frozen=True)
-class Placed:
-    """What a create bought and where: GPUs (`gpu_id` x `gpu_count`) or a CPU pod's vCPUs."""
-
-    dc_id: str
-    cloud: Cloud
-    gpu_id: str = ""
-    gpu_count: int = 0
-    price_per_gpu: float = 0.0
-    cuda: str | None = None
-    cpu_id: str | None = None
-    vcpu_count: int = 0
-    memory_gb: int = 0
-    price_per_vcpu: float = 0.0
 
 
 class Account:
@@ -329,9 +311,17 @@ class Account:
             if dc_id not in self.inventory.dcs:
                 raise ApiError(400, f"unknown data center id {dc_id!r}")
         if "cpu" in body:
-            placed = self._place_cpu(body["cpu"], dc_ids)
+            placed = place_cpu(self.inventory, body["cpu"], dc_ids, afford=self._check_balance)
         else:
-            placed = self._place_gpu(body, cloud, dc_ids)
+            placed = place_gpu(
+                self.inventory,
+                body,
+                cloud,
+                dc_ids,
+                afford=self._check_balance,
+                denied=self.denied_gpu_ids,
+                count_omitted_bug=self.scenario.count_omitted_bug,
+            )
         env = dict(body.get("env") or {})
         if body.get("startJupyter") and "JUPYTER_PASSWORD" not in env:
             env["JUPYTER_PASSWORD"] = "".join(self._rng.choice(_ID_ALPHABET) for _ in range(16))
@@ -354,75 +344,6 @@ class Account:
         self._schedule(pod, self.timings.provisioning_s, self._to_starting)
         self.creates += 1
         return render_pod(pod, self.clock(), runtime_empty_object=self.scenario.runtime_empty_object)
-
-    def _place_gpu(self, body: Mapping[str, Any], cloud: Cloud, dc_ids: Sequence[str]) -> Placed:
-        """`gpu.id` x `count` on one machine of an allowed DC whose CUDA satisfies the body's
-        `minCudaVersion` / `allowedCudaVersions`; the live 400 when none has room."""
-        gpu = body["gpu"]
-        gpu_id = gpu["id"]
-        if gpu_id not in self.inventory.gpus:
-            raise ApiError(400, f"unknown GPU type {gpu_id!r}")
-        count = gpu.get("count")
-        if count is None:
-            if self.scenario.count_omitted_bug:
-                raise ApiError(400, CAPACITY_DETAIL)
-            count = 1
-        if body.get("globalNetworking"):
-            eligible = [
-                d for d in (dc_ids or sorted(self.inventory.dcs)) if self.inventory.dcs[d].global_network
-            ]
-            if not eligible:
-                raise ApiError(400, "global networking is not available in the requested data centers")
-            dc_ids = eligible
-        if gpu_id in self.denied_gpu_ids:
-            raise ApiError(403, POOL_DENIED_DETAIL)
-        price = self.inventory.gpus[gpu_id].price.get(cloud, 0.0)
-        self._check_balance(price * count)
-        allowed = gpu.get("allowedCudaVersions") or None
-        placement = self.inventory.place(
-            gpu_id=gpu_id,
-            cloud=cloud,
-            count=count,
-            dc_ids=dc_ids,
-            allowed_cuda=frozenset(allowed) if allowed else None,
-            min_cuda=_cuda_floor(gpu.get("minCudaVersion")),
-        )
-        if placement is None:
-            raise ApiError(400, CAPACITY_DETAIL)
-        return Placed(
-            dc_id=placement.dc_id,
-            cloud=cloud,
-            gpu_id=gpu_id,
-            gpu_count=count,
-            price_per_gpu=price,
-            cuda=placement.cuda_version,
-        )
-
-    def _place_cpu(self, cpu: Mapping[str, Any], dc_ids: Sequence[str]) -> Placed:
-        """`cpu.vcpuCount` vCPUs of flavour `cpu.id` in one allowed DC (SECURE; the rules already
-        refused another cloud); RAM = vCPUs x the flavour's RAM per vCPU."""
-        flavor = self.inventory.cpus.get(cpu["id"])
-        if flavor is None:
-            raise ApiError(400, f"unknown CPU flavor {cpu['id']!r}")
-        vcpus = cpu["vcpuCount"]
-        if not flavor.sells(vcpus):
-            raise ApiError(
-                400,
-                f"cpu.vcpuCount {vcpus} is not offered for {flavor.id} "
-                f"(a power of two from {flavor.vcpu_min} to {flavor.vcpu_max})",
-            )
-        self._check_balance(flavor.price_per_vcpu * vcpus)
-        dc_id = self.inventory.place_cpu(cpu_id=flavor.id, vcpus=vcpus, dc_ids=dc_ids)
-        if dc_id is None:
-            raise ApiError(400, CAPACITY_DETAIL)
-        return Placed(
-            dc_id=dc_id,
-            cloud="SECURE",
-            cpu_id=flavor.id,
-            vcpu_count=vcpus,
-            memory_gb=int(vcpus * flavor.ram_gb_per_vcpu),
-            price_per_vcpu=flavor.price_per_vcpu,
-        )
 
     def _make_pod(
         self,
@@ -661,10 +582,3 @@ async def _sleep(seconds: float) -> None:
     if seconds == float("inf"):
         await asyncio.Future()
     await asyncio.sleep(seconds)
-
-
-def _cuda_floor(version: str | None) -> tuple[int, int] | None:
-    if not version:
-        return None
-    major, _, minor = version.partition(".")
-    return int(major), int(minor or 0)

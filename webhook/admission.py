@@ -35,9 +35,10 @@ from contract.catalog import Catalog
 from contract.containers import split_containers
 from contract.plan import PLAN_KEYS, Plan, PlanError, parse_port, plan_from_annotations, plan_to_annotations
 from contract.policy import CPU_CLOUD, GPU_RESOURCE, NodePolicy, pod_targets_node
+from webhook.compute import count_gpus, decide_compute
 from webhook.containers import check_containers, dropped_gpu_warnings, volume_warnings
 from webhook.demands import cpu_demand, gpu_demand, vcpu_warnings
-from webhook.inputs import count_gpus, decide_compute, detect_ports, read_inputs, suggest
+from webhook.inputs import detect_ports, read_inputs, suggest
 from webhook.problems import FORBIDDEN, FROZEN_AFTER_CREATE, MAX_LISTED, STATE_ON_NEW_POD, UNAVAILABLE, Denial
 from webhook.resolving import (
     CpuDemand,

@@ -20,7 +20,8 @@ from contract.catalog import Catalog, CudaRequirement
 from contract.containers import ContainerSplit
 from contract.plan import Plan, Port
 from contract.policy import NodePolicy
-from webhook.inputs import Inputs, read_cpu_need
+from webhook.compute import read_cpu_need
+from webhook.inputs import Inputs
 from webhook.resolving import CpuDemand, Demand, check_cpu_pins, check_cuda, check_pins
 
 __all__ = ["cpu_demand", "gpu_demand", "vcpu_warnings"]

@@ -1,17 +1,17 @@
-"""The user's inputs at admission: `runpod.io/*` annotations, GPU count and ports, validated.
+"""The user's inputs at admission: `runpod.io/*` annotations and ports, validated.
 
 Owns the annotation contract of SPEC §2 as the webhook reads it: pod-then-Job precedence (per
-key, the pod wins), one check per annotation, unknown `runpod.io/*` keys rejected with a "did you
-mean", GPU count from `nvidia.com/gpu`, what the pod buys (`decide_compute`: GPUs with a GPU limit
-or `runpod.io/compute-type: GPU`, else a RunPod CPU pod; annotations for the other kind refused),
-a CPU pod's vCPU and memory need (`read_cpu_need`), ports from `containerPort`s or the
-`runpod.io/ports` override, the `runpod.io/drop-containers` list (its names are checked against
-the pod's containers in `containers`). Every rejection is a `Problem` naming the annotation, the
-bad value, what is allowed and where it came from.
+key, the pod wins), one check per annotation (the CUDA floor or exact set, the compute type,
+the vCPU cap and CPU flavour pins among them), unknown `runpod.io/*` keys rejected with a "did
+you mean", ports from `containerPort`s or the `runpod.io/ports` override, the
+`runpod.io/drop-containers` list (its names are checked against the pod's containers in
+`containers`). Every rejection is a `Problem` naming the annotation, the bad value, what is
+allowed and where it came from.
 
-Does not own: checks that need the catalog (GPU and CPU pins, CUDA versions offered, data-center
-ids, prices: `resolving`), the node's data-center list (`resolving`), or the wire format
-(`reviews`). Pure: no I/O, no clock.
+Does not own: what the pod buys and how much (`compute`: GPU count, GPU or CPU pod, a CPU pod's
+need), checks that need the catalog (GPU and CPU pins, CUDA versions offered, data-center ids,
+prices: `resolving`), the node's data-center list (`resolving`), or the wire format (`reviews`).
+Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from contract.plan import Port, parse_port
 from contract.policy import (
     CLOUDS,
     COMPUTE_TYPES,
-    CPU_CLOUD,
     DEFAULT_CLOUD,
     DEFAULT_CONTAINER_DISK_GB,
     DEFAULT_MAX_VCPU_PRICE,
@@ -39,7 +38,6 @@ from contract.policy import (
     ComputeType,
     parse_id_list,
 )
-from contract.quantities import GIB, parse_cpu, parse_memory
 from webhook.problems import FORBIDDEN, Denial, Problem, clip, describe_origin, quote_items
 
 HTTP_PORTS: Final = frozenset({80, 443, 8080, 8000, 3000, 5000, 8888, 9000})
@@ -91,21 +89,6 @@ class Inputs:
 
     def raw_value(self, key: str) -> str:
         return dict(self.raw).get(key, "")
-
-
-@dataclass(frozen=True, slots=True)
-class GpuCount:
-    count: int
-    defaulted: bool  # no nvidia.com/gpu limit anywhere (count 1 is what a GPU pod would get)
-
-
-@dataclass(frozen=True, slots=True)
-class CpuNeed:
-    """What a CPU pod's running container asks for: vCPUs (its cpu limit, else request; 0 =
-    unstated) and GB of memory (RunPod's GB are read as GiB: 16Gi fits a 16 GB flavour)."""
-
-    cores: float
-    memory_gb: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,173 +385,6 @@ _READERS: Final = {
     keys.CPU_TYPES: _cpu_types,
     keys.MAX_VCPU_PRICE: _vcpu_price,
 }
-
-
-def decide_compute(inputs: Inputs, gpus: GpuCount, *, default: ComputeType = "CPU") -> ComputeType:
-    """What the pod buys: GPUs when it has an `nvidia.com/gpu` limit or asks with
-    `runpod.io/compute-type: GPU` (then 1 GPU without a limit), else `default` (the node's
-    `--default-compute-type`: a RunPod CPU pod unless the operator keeps the old 1 GPU).
-
-    Refused with a `Denial`: `compute-type: CPU` on a pod with GPU limits, a CPU pod outside
-    the SECURE cloud, and annotations that only mean something for the other kind (a CUDA floor
-    on a CPU pod, a vCPU price on a GPU pod): silently ignoring them could buy the wrong thing.
-    """
-    declared = not gpus.defaulted
-    if inputs.compute_type == "CPU" and declared:
-        raise Denial.of(
-            [
-                Problem(
-                    field=keys.COMPUTE_TYPE,
-                    value="CPU",
-                    reason=f"the pod has {GPU_RESOURCE} limits ({gpus.count} in total)",
-                    allowed=f"GPU, or remove the {GPU_RESOURCE} limits to run on a RunPod CPU pod",
-                    origin=inputs.origin(keys.COMPUTE_TYPE),
-                )
-            ]
-        )
-    compute: ComputeType = inputs.compute_type or ("GPU" if declared else default)
-    problems: list[Problem] = []
-    if compute == "CPU":
-        why = (
-            f"{keys.COMPUTE_TYPE} is CPU"
-            if inputs.compute_type == "CPU"
-            else f"the pod has no {GPU_RESOURCE} limit"
-        )
-        misplaced, allowed = (
-            keys.GPU_ONLY_INPUTS,
-            f"set limits {GPU_RESOURCE} (or {keys.COMPUTE_TYPE}: GPU) to run on a GPU, or remove the annotation",
-        )
-        if inputs.cloud != CPU_CLOUD and keys.CLOUD_TYPE in dict(inputs.origins):
-            problems.append(
-                Problem(
-                    field=keys.CLOUD_TYPE,
-                    value=inputs.raw_value(keys.CLOUD_TYPE),
-                    reason=f"RunPod CPU pods run in the {CPU_CLOUD} cloud only ({why})",
-                    allowed=f"{CPU_CLOUD} for a CPU pod; {', '.join(CLOUDS)} for a GPU pod",
-                    origin=inputs.origin(keys.CLOUD_TYPE),
-                )
-            )
-    else:
-        why = (
-            f"the pod has {GPU_RESOURCE} limits"
-            if declared
-            else f"{keys.COMPUTE_TYPE} is GPU"
-            if inputs.compute_type == "GPU"
-            else "the node's default compute type is GPU"
-        )
-        misplaced, allowed = (
-            keys.CPU_ONLY_INPUTS,
-            f"remove the annotation, or drop the {GPU_RESOURCE} limits to run on a RunPod CPU pod",
-        )
-    other = "GPU" if compute == "CPU" else "CPU"
-    for key in misplaced:
-        if key in dict(inputs.origins):
-            problems.append(
-                Problem(
-                    field=key,
-                    value=inputs.raw_value(key),
-                    reason=f"applies to {other} pods only; this pod runs on a RunPod {compute} pod ({why})",
-                    allowed=allowed,
-                    origin=inputs.origin(key),
-                )
-            )
-    if problems:
-        raise Denial.of(problems)
-    return compute
-
-
-def read_cpu_need(spec: Mapping[str, Any], runs_index: int | None) -> CpuNeed:
-    """The running container's cpu and memory: its limit, else its request (the most it may
-    use, which RunPod must give it); nothing stated is 0 (the smallest CPU pod fits)."""
-    containers = _list(spec.get("containers"))
-    container = containers[runs_index] if runs_index is not None and runs_index < len(containers) else {}
-    resources = container.get("resources") if isinstance(container, Mapping) else None
-    resources = resources if isinstance(resources, Mapping) else {}
-    raw_limits, raw_requests = resources.get("limits"), resources.get("requests")
-    limits: Mapping[str, Any] = raw_limits if isinstance(raw_limits, Mapping) else {}
-    requests: Mapping[str, Any] = raw_requests if isinstance(raw_requests, Mapping) else {}
-    cores = parse_cpu(limits.get("cpu", requests.get("cpu"))) or 0.0
-    memory = parse_memory(limits.get("memory", requests.get("memory"))) or 0.0
-    return CpuNeed(cores=cores, memory_gb=memory / GIB)
-
-
-def count_gpus(spec: Mapping[str, Any]) -> GpuCount:
-    """GPUs for the whole pod: the sum over containers of `nvidia.com/gpu` limits.
-
-    Init containers run before the app containers, so the pod needs the larger of their single
-    biggest demand and the containers' sum (Kubernetes' own effective-request rule).
-    """
-    problems: list[Problem] = []
-    seen_any = False
-    totals = {"containers": 0, "initContainers": 0}
-    for field in ("containers", "initContainers"):
-        for index, container in enumerate(_list(spec.get(field))):
-            resources = container.get("resources") if isinstance(container, Mapping) else None
-            resources = resources if isinstance(resources, Mapping) else {}
-            where = f"spec.{field}[{index}].resources"
-            limit = _gpu_quantity(resources.get("limits"), f"{where}.limits", problems)
-            request = _gpu_quantity(resources.get("requests"), f"{where}.requests", problems)
-            if limit is None and request is None:
-                continue
-            seen_any = True
-            if limit is None:
-                problems.append(
-                    Problem(
-                        field=f'{where}.requests["{GPU_RESOURCE}"]',
-                        value=str(request),
-                        reason="a GPU request needs a limit",
-                        allowed=f'limits["{GPU_RESOURCE}"] (requests may be omitted or equal it)',
-                    )
-                )
-                continue
-            if request is not None and request != limit:
-                problems.append(
-                    Problem(
-                        field=f'{where}.requests["{GPU_RESOURCE}"]',
-                        value=str(request),
-                        reason=f"differs from the limit {limit}",
-                        allowed="requests equal to limits, or requests omitted",
-                    )
-                )
-            if field == "containers":
-                totals[field] += limit
-            else:
-                totals[field] = max(totals[field], limit)
-    if problems:
-        raise Denial.of(problems)
-    if not seen_any:
-        return GpuCount(count=1, defaulted=True)
-    count = max(totals["containers"], totals["initContainers"])
-    if count < 1:
-        raise Denial.of(
-            [
-                Problem(
-                    field=f'spec.containers[*].resources.limits["{GPU_RESOURCE}"]',
-                    value=str(count),
-                    reason="a pod on the RunPod node needs at least one GPU",
-                    allowed="an integer >= 1 in total",
-                )
-            ]
-        )
-    return GpuCount(count=count, defaulted=False)
-
-
-def _gpu_quantity(mapping: object, where: str, problems: list[Problem]) -> int | None:
-    if not isinstance(mapping, Mapping) or GPU_RESOURCE not in mapping:
-        return None
-    raw = mapping[GPU_RESOURCE]
-    text = str(raw).strip()
-    if isinstance(raw, bool) or not text.isascii() or not text.isdigit():
-        problems.append(
-            Problem(
-                field=f'{where}["{GPU_RESOURCE}"]',
-                value=text,
-                reason="not a whole number",
-                allowed="an integer",
-            )
-        )
-        return None
-    return int(text)
 
 
 def detect_ports(spec: Mapping[str, Any]) -> tuple[tuple[Port, ...], tuple[str, ...]]:

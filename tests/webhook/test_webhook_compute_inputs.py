@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from webhook.inputs import CpuNeed, count_gpus, decide_compute, read_cpu_need, read_inputs
+from webhook.compute import CpuNeed, count_gpus, decide_compute, read_cpu_need
+from webhook.inputs import read_inputs
 from webhook.problems import Denial
 
 
