@@ -1,9 +1,13 @@
-"""Publishes RunPod's GPU catalog into ConfigMap `runpod-catalog` (key `catalog.json`).
+"""Publishes RunPod's GPU and CPU catalog into ConfigMap `runpod-catalog` (key `catalog.json`).
 
 Owns that ConfigMap (the webhook only reads it) and the catalog-age metric. Every
 `catalog_refresh_interval` seconds, or at once when someone sets `refresh_requested` (e.g. a create
-met no capacity), it fetches both clouds' availability and the data centers, normalises them with
-`contract.catalog.build_catalog` and writes the ConfigMap only when the content revision changed,
+met no capacity), it fetches both clouds' GPU availability, per cloud the availability of each
+CUDA version some machine has free (`cudaVersions=<v>`: where that version is in stock, so a CUDA
+floor is planned only where it holds), the CPU flavours and the data centers: 2 + V_SECURE +
+V_COMMUNITY + 2 RunPod calls per refresh (V = CUDA versions with capacity in that cloud), on this
+cadence only, never per pod. It normalises them with `contract.catalog.build_catalog` and writes
+the ConfigMap only when the content revision changed,
 or when the published `fetchedAt` is older than `max_fetched_age` (so readers can tell a stale
 catalog from a quiet one without the binder rewriting an unchanged one every few minutes).
 A failed fetch leaves the last published catalog in place and retries sooner.
@@ -14,13 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 from prometheus_client import Gauge
 
-from contract.catalog import Catalog, CatalogError, build_catalog, parse_catalog_document
+from contract.catalog import (
+    Catalog,
+    CatalogError,
+    build_catalog,
+    offered_cuda_versions,
+    parse_catalog_document,
+)
 from contract.policy import CATALOG_CONFIGMAP, CATALOG_CONFIGMAP_KEY, CLOUDS, Cloud
 from kit.kube import MERGE_PATCH, KubeError, get_json, patch_json, post_json
 from runpod_api.errors import RunPodError
@@ -36,10 +46,14 @@ CATALOG_AGE = Gauge(
     "runpod_kubelet_catalog_age_seconds", "seconds since the published GPU catalog was fetched from RunPod"
 )
 CATALOG_GPU_TYPES = Gauge("runpod_kubelet_catalog_gpu_types", "GPU types in the published catalog")
+CATALOG_CPU_TYPES = Gauge("runpod_kubelet_catalog_cpu_types", "CPU flavours in the published catalog")
 
 
 class CatalogSource(Protocol):
-    async def gpu_catalog(self, *, cloud: str, count: int = 1) -> dict[str, Any]: ...
+    async def gpu_catalog(
+        self, *, cloud: str, count: int = 1, cuda_versions: Sequence[str] = ()
+    ) -> dict[str, Any]: ...
+    async def cpu_catalog(self) -> dict[str, Any]: ...
     async def datacenters(self) -> dict[str, Any]: ...
 
 
@@ -53,11 +67,24 @@ def catalog_needs_write(*, published: Catalog | None, fresh: Catalog, max_fetche
 
 
 async def fetch_catalog(runpod: CatalogSource, *, now: datetime) -> Catalog:
-    """Both clouds' GPU availability plus the data centers, normalised. Raises RunPodError."""
+    """Both clouds' GPU availability, per cloud each CUDA version's, the CPU flavours and the
+    data centers, normalised. Raises RunPodError."""
     gpus_by_cloud: dict[Cloud, Mapping[str, Any]] = {}
+    cuda_by_cloud: dict[Cloud, Mapping[str, Mapping[str, Any]]] = {}
     for cloud in CLOUDS:
-        gpus_by_cloud[cloud] = await runpod.gpu_catalog(cloud=cloud)
-    return build_catalog(gpus_by_cloud=gpus_by_cloud, datacenters=await runpod.datacenters(), fetched_at=now)
+        answer = await runpod.gpu_catalog(cloud=cloud)
+        gpus_by_cloud[cloud] = answer
+        cuda_by_cloud[cloud] = {
+            version: await runpod.gpu_catalog(cloud=cloud, cuda_versions=[version])
+            for version in offered_cuda_versions(answer)
+        }
+    return build_catalog(
+        gpus_by_cloud=gpus_by_cloud,
+        cuda_by_cloud=cuda_by_cloud,
+        cpus=await runpod.cpu_catalog(),
+        datacenters=await runpod.datacenters(),
+        fetched_at=now,
+    )
 
 
 class CatalogPublisher:
@@ -115,11 +142,16 @@ class CatalogPublisher:
         await self._write(fresh)
         if self.published is None or self.published.revision != fresh.revision:
             log.info(
-                "published GPU catalog",
-                extra={"revision": fresh.revision, "gpu_types": len(fresh.gpu_types)},
+                "published catalog",
+                extra={
+                    "revision": fresh.revision,
+                    "gpu_types": len(fresh.gpu_types),
+                    "cpu_types": len(fresh.cpu_types),
+                },
             )
         self.published = fresh
         CATALOG_GPU_TYPES.set(len(fresh.gpu_types))
+        CATALOG_CPU_TYPES.set(len(fresh.cpu_types))
         self.published_event.set()
         return True
 

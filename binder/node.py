@@ -153,7 +153,8 @@ def build_node_status(*, settings: BinderSettings, conditions: Sequence[Mapping[
     """The full `status` the loop writes each tick (a merge patch: lists are replaced whole)."""
     resources = {
         GPU_RESOURCE: str(settings.gpu_budget),
-        "cpu": settings.cpu_capacity,
+        # The CPU budget: what the scheduler admits, pod by pod, from their cpu requests.
+        "cpu": str(settings.cpu_budget),
         "memory": settings.memory_capacity,
         "pods": str(settings.pods_capacity),
     }

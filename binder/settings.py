@@ -58,6 +58,12 @@ class BinderSettings(NodeSettings):
         ge=0,
         description="concurrent GPUs (node capacity nvidia.com/gpu; the scheduler enforces it)",
     )
+    cpu_budget: int = Field(
+        default=64,
+        ge=0,
+        description="concurrent vCPUs: node capacity cpu (the scheduler counts every pod's cpu requests "
+        "against it) and the most vCPUs this node's RunPod CPU pods may hold together",
+    )
     max_spend_per_hour: float | None = Field(
         default=None, gt=0, description="ceiling on the summed cost of live pods, USD/hour; unset = none"
     )
@@ -70,7 +76,6 @@ class BinderSettings(NodeSettings):
     )
 
     # --- node capacity ------------------------------------------------------------------------
-    cpu_capacity: str = Field(default="1000", description="node capacity cpu")
     memory_capacity: str = Field(default="4Ti", description="node capacity memory")
     pods_capacity: int = Field(default=1000, ge=1, description="node capacity pods")
 

@@ -26,6 +26,15 @@ TEMPLATE_ID: Final = "runpod.io/templateId"
 CONTAINER_DISK_GB: Final = "runpod.io/container-disk-gb"
 # Containers and init containers RunPod may leave out (one container per RunPod pod), by name.
 DROP_CONTAINERS: Final = "runpod.io/drop-containers"
+# GPU or CPU: what the pod buys. Default: GPU with an nvidia.com/gpu limit, else a CPU pod.
+COMPUTE_TYPE: Final = "runpod.io/compute-type"
+# A GPU pod's CUDA requirement: a floor, or an exact set (RunPod `gpu.minCudaVersion` /
+# `gpu.allowedCudaVersions`), never both.
+MIN_CUDA_VERSION: Final = "runpod.io/min-cuda-version"
+CUDA_VERSIONS: Final = "runpod.io/cuda-versions"
+# A CPU pod's flavour pin and price cap (USD per vCPU-hour).
+CPU_TYPES: Final = "runpod.io/cpu-types"
+MAX_VCPU_PRICE: Final = "runpod.io/max-vcpu-price"
 
 INPUT_KEYS: Final[tuple[str, ...]] = (
     REQUIRED_GPU_MEMORY,
@@ -38,7 +47,21 @@ INPUT_KEYS: Final[tuple[str, ...]] = (
     TEMPLATE_ID,
     CONTAINER_DISK_GB,
     DROP_CONTAINERS,
+    COMPUTE_TYPE,
+    MIN_CUDA_VERSION,
+    CUDA_VERSIONS,
+    CPU_TYPES,
+    MAX_VCPU_PRICE,
 )
+# Inputs that only mean something for one compute type: on a pod of the other, refused.
+GPU_ONLY_INPUTS: Final[tuple[str, ...]] = (
+    REQUIRED_GPU_MEMORY,
+    GPU_TYPES,
+    MAX_GPU_PRICE,
+    MIN_CUDA_VERSION,
+    CUDA_VERSIONS,
+)
+CPU_ONLY_INPUTS: Final[tuple[str, ...]] = (CPU_TYPES, MAX_VCPU_PRICE)
 
 # --- binder state (SPEC §2 "State") --------------------------------------------------------
 # The deterministic RunPod pod name of the create attempt in flight, recorded *before* the POST
@@ -46,6 +69,9 @@ INPUT_KEYS: Final[tuple[str, ...]] = (
 CREATE_ATTEMPT: Final = "runpod.io/create-attempt"
 POD_ID: Final = "runpod.io/pod-id"
 CHOSEN_GPU_TYPE: Final = "runpod.io/gpu-type"
+# A CPU pod's flavour and vCPU count, as RunPod reports them.
+CHOSEN_CPU_TYPE: Final = "runpod.io/cpu-type"
+CHOSEN_VCPU_COUNT: Final = "runpod.io/vcpu-count"
 CHOSEN_DATACENTER: Final = "runpod.io/datacenter-id"
 COST_PER_HOUR: Final = "runpod.io/cost-per-hour"
 PUBLIC_IP: Final = "runpod.io/public-ip"
@@ -60,6 +86,8 @@ STATE_KEYS: Final[tuple[str, ...]] = (
     CREATE_ATTEMPT,
     POD_ID,
     CHOSEN_GPU_TYPE,
+    CHOSEN_CPU_TYPE,
+    CHOSEN_VCPU_COUNT,
     CHOSEN_DATACENTER,
     COST_PER_HOUR,
     PUBLIC_IP,

@@ -14,8 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from contract.policy import (
     DEFAULT_MAX_CANDIDATES,
     DEFAULT_MAX_GPU_PRICE,
+    DEFAULT_MAX_VCPU_PRICE,
     DEFAULT_NAMESPACE,
     DEFAULT_NODE_NAME,
+    ComputeType,
     NodePolicy,
     parse_id_list,
 )
@@ -44,11 +46,20 @@ class NodeSettings(BaseSettings):
     max_gpu_price: float = Field(
         default=DEFAULT_MAX_GPU_PRICE, gt=0, description="node cap, USD per GPU-hour"
     )
+    max_vcpu_price: float = Field(
+        default=DEFAULT_MAX_VCPU_PRICE, gt=0, description="node cap for CPU pods, USD per vCPU-hour"
+    )
     datacenter_ids: str = Field(
         default="", description="comma list of allowed RunPod data centers; empty = any"
     )
     max_candidates: int = Field(
         default=DEFAULT_MAX_CANDIDATES, ge=1, le=50, description="GPU candidates kept in a plan"
+    )
+
+    default_compute_type: ComputeType = Field(
+        default="CPU",
+        description="what a pod without an nvidia.com/gpu limit buys: CPU (a RunPod CPU pod) "
+        "or GPU (one GPU, as before CPU pods); runpod.io/compute-type overrides it per pod",
     )
 
     def node_policy(self) -> NodePolicy:
@@ -57,5 +68,7 @@ class NodeSettings(BaseSettings):
             node_name=self.node_name,
             allowed_datacenter_ids=allowed or None,
             max_gpu_price=self.max_gpu_price,
+            max_vcpu_price=self.max_vcpu_price,
             max_candidates=self.max_candidates,
+            default_compute_type=self.default_compute_type,
         )

@@ -24,6 +24,8 @@ from runpod_api.errors import (
 )
 from runpod_api.metrics import RunPodMetrics
 from runpod_api.models import (
+    CpuConfig,
+    CreateCpuConfig,
     CreateGpuConfig,
     CreatePodRequest,
     GpuConfig,
@@ -35,6 +37,8 @@ from runpod_api.models import (
 from runpod_api.ratelimit import RateLimitState
 
 __all__ = [
+    "CpuConfig",
+    "CreateCpuConfig",
     "CreateGpuConfig",
     "CreatePodRequest",
     "GpuConfig",

@@ -69,6 +69,7 @@ _POD: Final = "/v2/pods/{id}"
 _POD_ACTION: Final = "/v2/pods/{id}/action"
 _POD_LOGS: Final = "/v2/pods/{id}/logs"
 _GPUS: Final = "/v2/catalog/gpus"
+_CPUS: Final = "/v2/catalog/cpus"
 _DATACENTERS: Final = "/v2/catalog/datacenters"
 
 
@@ -150,10 +151,20 @@ class RunPodClient:
 
     # ---- catalog ----------------------------------------------------------------------------
 
-    async def gpu_catalog(self, *, cloud: str, count: int = 1) -> dict[str, Any]:
-        """Raw `GET /v2/catalog/gpus` with availability for pods of `count` GPUs in `cloud`."""
+    async def gpu_catalog(
+        self, *, cloud: str, count: int = 1, cuda_versions: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """Raw `GET /v2/catalog/gpus` with availability for pods of `count` GPUs in `cloud`;
+        with `cuda_versions`, scoped to machines running one of those CUDA versions."""
         params = {"include": "AVAILABILITY", "product": "POD", "cloud": cloud, "count": str(count)}
+        if cuda_versions:
+            params["cudaVersions"] = ",".join(cuda_versions)
         return self._json_object(await self._call("GET", _GPUS, params=params, idempotent=True))
+
+    async def cpu_catalog(self) -> dict[str, Any]:
+        """Raw `GET /v2/catalog/cpus` with pod availability per data center (CPU pods: SECURE)."""
+        params = {"include": "AVAILABILITY", "product": "POD"}
+        return self._json_object(await self._call("GET", _CPUS, params=params, idempotent=True))
 
     async def datacenters(self) -> dict[str, Any]:
         """Raw `GET /v2/catalog/datacenters`."""

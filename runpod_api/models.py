@@ -7,7 +7,9 @@ become strings. Only a pod without an `id` is unreadable.
 
 Writing is strict: `CreatePodRequest` forbids unknown fields (RunPod answers 422 to any unknown
 key) and serialises by alias with None fields omitted; `gpu.count` is always sent, because
-RunPod once failed every create that left it out (notes §10, #1).
+RunPod once failed every create that left it out (notes §10, #1). A create carries exactly one
+of `gpu` (with its CUDA requirement, if any) and `cpu` (flavour and vCPU count), as RunPod
+requires.
 
 Field names are snake_case with RunPod's camelCase as aliases. This module does no I/O.
 """
@@ -20,6 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 __all__ = [
+    "CpuConfig",
+    "CreateCpuConfig",
     "CreateGpuConfig",
     "CreatePodRequest",
     "GpuConfig",
@@ -48,6 +52,24 @@ class GpuConfig(_Read):
     @classmethod
     def _count(cls, value: Any) -> Any:
         return 1 if value is None else value
+
+
+class CpuConfig(_Read):
+    """A CPU pod's compute: flavour, vCPUs and the RAM RunPod derived from them (GB)."""
+
+    id: str
+    vcpu_count: int = Field(default=0, alias="vcpuCount")
+    memory: int | None = None
+
+    @field_validator("vcpu_count", mode="before")
+    @classmethod
+    def _vcpus(cls, value: Any) -> Any:
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> Any:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class RuntimePort(_Read):
@@ -128,6 +150,7 @@ class Pod(_Read):
     env: dict[str, str] = Field(default_factory=dict, repr=False)
     registry: str | None = None
     gpu: GpuConfig | None = None
+    cpu: CpuConfig | None = None
     cloud: str | None = None
     data_center_id: str | None = Field(default=None, alias="dataCenterId")
     cost: float = 0.0
@@ -167,7 +190,7 @@ class Pod(_Read):
     def _locked(cls, value: Any) -> Any:
         return bool(value)
 
-    @field_validator("gpu", "ssh", "global_networking", mode="before")
+    @field_validator("gpu", "cpu", "ssh", "global_networking", mode="before")
     @classmethod
     def _objects(cls, value: Any) -> Any:
         return _none_if_not_dict(value)
@@ -229,6 +252,14 @@ class CreateGpuConfig(_Write):
     min_cuda_version: str | None = Field(default=None, alias="minCudaVersion")
 
 
+class CreateCpuConfig(_Write):
+    """`cpu` of a create: a flavour from `/v2/catalog/cpus` and a vCPU count RunPod sells for
+    it (a power of two >= 2 within the flavour's range). RunPod derives the memory."""
+
+    id: str = Field(min_length=1)
+    vcpu_count: int = Field(alias="vcpuCount", ge=2)
+
+
 class CreatePodRequest(_Write):
     """Body of `POST /v2/pods`. `body()` is what goes on the wire."""
 
@@ -236,6 +267,7 @@ class CreatePodRequest(_Write):
     image: str | None = None
     template_id: str | None = Field(default=None, alias="templateId")
     gpu: CreateGpuConfig | None = None
+    cpu: CreateCpuConfig | None = None
     cloud: Literal["SECURE", "COMMUNITY"] | None = None
     data_center_ids: list[str] | None = Field(default=None, alias="dataCenterIds")
     disk: int | None = Field(default=None, ge=1)

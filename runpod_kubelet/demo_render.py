@@ -109,15 +109,21 @@ def _price_cell(price: float | None) -> str:
 
 def render_plan(plan: Plan) -> list[str]:
     """The resolved plan as a person reads it: candidates in order, then the rest."""
-    lines = [f"GPU candidates, tried in this order ({plan.gpu_count} GPU, {plan.cloud} cloud):"]
+    if plan.compute_type == "CPU":
+        lines = [f"CPU candidates (a RunPod CPU pod, no GPU), tried in this order ({plan.cloud} cloud):"]
+    else:
+        lines = [f"GPU candidates, tried in this order ({plan.gpu_count} GPU, {plan.cloud} cloud):"]
     for index, candidate in enumerate(plan.candidates, start=1):
         stock = f", stock {candidate.stock}" if candidate.stock else ""
         lines.append(
-            f"  {index}. {candidate.gpu_type_id} in {candidate.datacenter_id or 'any data center'}"
+            f"  {index}. {candidate.label} in {candidate.datacenter_id or 'any data center'}"
             f" at ${candidate.usd_per_hour:.2f}/hour{stock}"
         )
+    unit = "vCPU" if plan.compute_type == "CPU" else "GPU"
+    if plan.cuda is not None:
+        lines.append(f"host CUDA: {plan.cuda.describe()}")
     lines += [
-        f"price cap: ${plan.max_gpu_price:g} per GPU-hour",
+        f"price cap: ${plan.max_unit_price():g} per {unit}-hour",
         f"data centers: {','.join(plan.datacenter_ids) or 'any'}",
         f"ports: {','.join(str(p) for p in plan.ports) or 'none'}",
         f"container disk: {plan.container_disk_gb} GB",
@@ -147,7 +153,11 @@ def progress_line(pod: Mapping[str, Any]) -> str:
             )
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     if keys.POD_ID in annotations:
-        gpu = annotations.get(keys.CHOSEN_GPU_TYPE, "?")
+        gpu = annotations.get(keys.CHOSEN_GPU_TYPE) or (
+            f"{annotations[keys.CHOSEN_CPU_TYPE]} x{annotations.get(keys.CHOSEN_VCPU_COUNT, '?')} vCPU"
+            if keys.CHOSEN_CPU_TYPE in annotations
+            else "?"
+        )
         dc = annotations.get(keys.CHOSEN_DATACENTER, "?")
         cost = annotations.get(keys.COST_PER_HOUR)
         parts.append(

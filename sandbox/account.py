@@ -7,8 +7,11 @@ methods that raise `ApiError` for refusals and return RunPod-shaped dicts; HTTP 
 walk and one asyncio task while its container "runs" (the `interpreter`), so a thousand pods
 are cheap. Stale timers and tasks recognise themselves by the pod's `generation`.
 
-Not owned here: catalogue/stock rules (`catalog`), request schemas (`validation`), how a pod
-renders (`pods`), auth/rate/fault plumbing of HTTP (`gateway`).
+A create buys GPUs or, with `cpu`, a CPU pod's vCPUs (billed per vCPU); `placing` decides where,
+and both hold their stock until the pod stops or is terminated.
+
+Not owned here: catalogue/stock rules (`catalog`), placing a create (`placing`), request schemas
+(`validation`), how a pod renders (`pods`), auth/rate/fault plumbing of HTTP (`gateway`).
 """
 
 from __future__ import annotations
@@ -26,16 +29,16 @@ from sandbox.catalog import Cloud, Inventory, load_inventory
 from sandbox.faults import FaultBook
 from sandbox.interpreter import LineSplitter, run_script
 from sandbox.logbook import LogBook
+from sandbox.placing import Placed, place_cpu, place_gpu
 from sandbox.pods import ACTIONS, BILLING_STATUSES, PodRecord, PodStatus, parse_ports, render_pod, spend_of
 from sandbox.problems import (
     BALANCE_DETAIL,
     CAPACITY_DETAIL,
     POD_NOT_FOUND_DETAIL,
-    POOL_DENIED_DETAIL,
     ApiError,
 )
 from sandbox.ratelimit import RateLimiter
-from sandbox.scenario import RateWindow, Scenario, SeedPod, StockSetting, Timings
+from sandbox.scenario import CpuStockSetting, RateWindow, Scenario, SeedPod, StockSetting, Timings
 from sandbox.validation import check_create_rules, check_update_rules, validate_body
 
 __all__ = ["Account", "Clock", "KeyCheck"]
@@ -62,6 +65,8 @@ class Account:
         self.inventory = inventory or load_inventory(bands=self.scenario.bands)
         for setting in self.scenario.stock:
             self.inventory.set_stock(setting)
+        for cpu_setting in self.scenario.cpu_stock:
+            self.inventory.set_cpu_stock(cpu_setting)
         self._keys: dict[str, bool] = {key: False for key in (*api_keys, *self.scenario.extra_keys) if key}
         self._keys.update({key: True for key in self.scenario.read_only_keys})
         self.pods: dict[str, PodRecord] = {}
@@ -153,10 +158,25 @@ class Account:
         holding = pod.status in BILLING_STATUSES
         pod.set_status(status, self.clock())
         if holding and status not in BILLING_STATUSES:
-            self.inventory.release(gpu_id=pod.gpu_id, cloud=pod.cloud, count=pod.gpu_count, dc_id=pod.dc_id)
+            self._release(pod)
         if status != "RUNNING":
             self._stop_container(pod)
             pod.container_started_at = None
+
+    def _release(self, pod: PodRecord) -> None:
+        """Give back what the pod holds: its vCPUs, or its GPUs."""
+        if pod.cpu_id is not None:
+            self.inventory.release_cpu(cpu_id=pod.cpu_id, vcpus=pod.vcpu_count, dc_id=pod.dc_id)
+        else:
+            self.inventory.release(gpu_id=pod.gpu_id, cloud=pod.cloud, count=pod.gpu_count, dc_id=pod.dc_id)
+
+    def _reserve_again(self, pod: PodRecord) -> bool:
+        """Take its GPUs or vCPUs back on the same host (a stopped pod starting)."""
+        if pod.cpu_id is not None:
+            return self.inventory.reserve_cpu_at(cpu_id=pod.cpu_id, vcpus=pod.vcpu_count, dc_id=pod.dc_id)
+        return self.inventory.reserve_at(
+            gpu_id=pod.gpu_id, cloud=pod.cloud, count=pod.gpu_count, dc_id=pod.dc_id
+        )
 
     def spend(self) -> float:
         now = self.clock()
@@ -245,6 +265,8 @@ class Account:
                 "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             }
         )
+        if pod.cpu_id is not None:
+            env["RUNPOD_CPU_COUNT"] = str(pod.vcpu_count)
         for private, public in pod.public_ports.items():
             env[f"RUNPOD_TCP_PORT_{private}"] = str(public)
         return env
@@ -281,47 +303,25 @@ class Account:
         check_create_rules(body)
         if "templateId" in body:
             raise ApiError(404, "template not found")
-        if "cpu" in body:
-            raise ApiError(400, "CPU flavors are not offered by the sandbox")
         if (body.get("mounts") or {}).get("network"):
             raise ApiError(404, "network volume not found")
-        gpu = body["gpu"]
-        gpu_id = gpu["id"]
-        if gpu_id not in self.inventory.gpus:
-            raise ApiError(400, f"unknown GPU type {gpu_id!r}")
-        count = gpu.get("count")
-        if count is None:
-            if self.scenario.count_omitted_bug:
-                raise ApiError(400, CAPACITY_DETAIL)
-            count = 1
         cloud: Cloud = "COMMUNITY" if body.get("cloud") == "COMMUNITY" else "SECURE"
         dc_ids: list[str] = list(body.get("dataCenterIds") or [])
         for dc_id in dc_ids:
             if dc_id not in self.inventory.dcs:
                 raise ApiError(400, f"unknown data center id {dc_id!r}")
-        if body.get("globalNetworking"):
-            eligible = [
-                d for d in (dc_ids or sorted(self.inventory.dcs)) if self.inventory.dcs[d].global_network
-            ]
-            if not eligible:
-                raise ApiError(400, "global networking is not available in the requested data centers")
-            dc_ids = eligible
-        if gpu_id in self.denied_gpu_ids:
-            raise ApiError(403, POOL_DENIED_DETAIL)
-        price = self.inventory.gpus[gpu_id].price.get(cloud, 0.0)
-        self._check_balance(price * count)
-        allowed = gpu.get("allowedCudaVersions") or None
-        min_cuda = gpu.get("minCudaVersion")
-        placement = self.inventory.place(
-            gpu_id=gpu_id,
-            cloud=cloud,
-            count=count,
-            dc_ids=dc_ids,
-            allowed_cuda=frozenset(allowed) if allowed else None,
-            min_cuda=_cuda_floor(min_cuda),
-        )
-        if placement is None:
-            raise ApiError(400, CAPACITY_DETAIL)
+        if "cpu" in body:
+            placed = place_cpu(self.inventory, body["cpu"], dc_ids, afford=self._check_balance)
+        else:
+            placed = place_gpu(
+                self.inventory,
+                body,
+                cloud,
+                dc_ids,
+                afford=self._check_balance,
+                denied=self.denied_gpu_ids,
+                count_omitted_bug=self.scenario.count_omitted_bug,
+            )
         env = dict(body.get("env") or {})
         if body.get("startJupyter") and "JUPYTER_PASSWORD" not in env:
             env["JUPYTER_PASSWORD"] = "".join(self._rng.choice(_ID_ALPHABET) for _ in range(16))
@@ -334,16 +334,13 @@ class Account:
             env=env,
             registry=body.get("registry"),
             mounts=dict(body.get("mounts") or {}),
-            gpu_id=gpu_id,
-            count=count,
-            cloud=cloud,
-            dc_id=placement.dc_id,
-            cuda=placement.cuda_version,
-            price=price,
+            placed=placed,
             global_networking=bool(body.get("globalNetworking")),
         )
+        pod.create_body = body
         pod.visible_at = pod.created_at + self.timings.visibility_delay_s
-        self._log(pod, "system", f"pod scheduled on a {gpu_id} host in {pod.dc_id}")
+        host = f"{placed.cpu_id} CPU" if placed.cpu_id is not None else f"{placed.gpu_id}"
+        self._log(pod, "system", f"pod scheduled on a {host} host in {pod.dc_id}")
         self._schedule(pod, self.timings.provisioning_s, self._to_starting)
         self.creates += 1
         return render_pod(pod, self.clock(), runtime_empty_object=self.scenario.runtime_empty_object)
@@ -359,12 +356,7 @@ class Account:
         env: dict[str, str],
         registry: str | None,
         mounts: dict[str, Any],
-        gpu_id: str,
-        count: int,
-        cloud: Cloud,
-        dc_id: str,
-        cuda: str | None,
-        price: float,
+        placed: Placed,
         global_networking: bool,
     ) -> PodRecord:
         now = self.clock()
@@ -379,12 +371,16 @@ class Account:
             env=env,
             registry=registry,
             mounts=mounts,
-            gpu_id=gpu_id,
-            gpu_count=count,
-            cloud=cloud,
-            dc_id=dc_id,
-            cuda_version=cuda,
-            price_per_gpu=price,
+            gpu_id=placed.gpu_id,
+            gpu_count=placed.gpu_count,
+            cloud=placed.cloud,
+            dc_id=placed.dc_id,
+            cuda_version=placed.cuda,
+            price_per_gpu=placed.price_per_gpu,
+            cpu_id=placed.cpu_id,
+            vcpu_count=placed.vcpu_count,
+            memory_gb=placed.memory_gb,
+            price_per_vcpu=placed.price_per_vcpu,
             created_at=now,
             public_ip=f"{rng.randint(38, 213)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(2, 254)}",
             ssh_suffix=f"{rng.getrandbits(32):08x}",
@@ -491,9 +487,7 @@ class Account:
             self._to_starting(pod)
         elif action == "start":
             self._check_balance(pod.rate)
-            if not self.inventory.reserve_at(
-                gpu_id=pod.gpu_id, cloud=pod.cloud, count=pod.gpu_count, dc_id=pod.dc_id
-            ):
+            if not self._reserve_again(pod):
                 raise ApiError(400, CAPACITY_DETAIL)
             # Reserved by hand above, so enter STARTING without re-reserving.
             pod.set_status("STARTING", self.clock())
@@ -513,8 +507,11 @@ class Account:
         self.enforce_balance()
         now = self.clock()
         return {
-            "pods": [render_pod(p, now) | {"restarts": p.restarts} for p in self.pods.values()],
-            "terminated": [render_pod(p, now) for p in self.terminated],
+            "pods": [
+                render_pod(p, now) | {"restarts": p.restarts, "createBody": p.create_body}
+                for p in self.pods.values()
+            ],
+            "terminated": [render_pod(p, now) | {"createBody": p.create_body} for p in self.terminated],
             "creates": self.creates,
             "deletes": self.deletes,
             "spendUsd": round(self.spend(), 9),
@@ -524,6 +521,9 @@ class Account:
 
     def set_stock(self, setting: StockSetting) -> None:
         self.inventory.set_stock(setting)
+
+    def set_cpu_stock(self, setting: CpuStockSetting) -> None:
+        self.inventory.set_cpu_stock(setting)
 
     def set_failing_images(self, images: list[str]) -> None:
         """Images whose pull fails from now on (scenario `failingImages`, changed at runtime)."""
@@ -562,12 +562,14 @@ class Account:
             env=dict(seed.env),
             registry=None,
             mounts={},
-            gpu_id=seed.gpu.id,
-            count=seed.gpu.count,
-            cloud=seed.cloud,
-            dc_id=placement.dc_id,
-            cuda=placement.cuda_version,
-            price=self.inventory.gpus[seed.gpu.id].price.get(seed.cloud, 0.0),
+            placed=Placed(
+                dc_id=placement.dc_id,
+                cloud=seed.cloud,
+                gpu_id=seed.gpu.id,
+                gpu_count=seed.gpu.count,
+                price_per_gpu=self.inventory.gpus[seed.gpu.id].price.get(seed.cloud, 0.0),
+                cuda=placement.cuda_version,
+            ),
             global_networking=False,
         )
         self._to_running(pod)
@@ -580,10 +582,3 @@ async def _sleep(seconds: float) -> None:
     if seconds == float("inf"):
         await asyncio.Future()
     await asyncio.sleep(seconds)
-
-
-def _cuda_floor(version: str | None) -> tuple[int, int] | None:
-    if not version:
-        return None
-    major, _, minor = version.partition(".")
-    return int(major), int(minor or 0)

@@ -1,13 +1,15 @@
 """`/_sandbox/*`: the emulator's control panel for tests, demos and people (no auth, loopback only).
 
 GET    /_sandbox                    this list
-GET    /_sandbox/state              pods (full, env included), terminated pods, creates, deletes,
-                                    spendUsd, balanceUsd, requests per route
+GET    /_sandbox/state              pods and terminated pods (full, env included, each with the
+                                    `createBody` it was created with), creates, deletes, spendUsd,
+                                    balanceUsd, requests per route
 GET    /_sandbox/faults             live fault rules
 POST   /_sandbox/faults             add a rule (scenario `FaultRule`, e.g. {"route": "POST /v2/pods",
                                     "kind": "ambiguous_create", "count": 1})
 DELETE /_sandbox/faults             drop all rules
-PUT    /_sandbox/stock              {"gpuId", "dataCenterId", "cloud", "free"}
+PUT    /_sandbox/stock              {"gpuId", "dataCenterId", "cloud", "free"[, "cudaVersion"]}
+PUT    /_sandbox/cpu-stock          {"cpuId", "dataCenterId", "free"}: free vCPUs of a CPU flavour
 POST   /_sandbox/keys               {"key", "readOnly"}: accept another API key
 DELETE /_sandbox/keys/{key}         revoke a key: its requests get 401
 PUT    /_sandbox/balance            {"balanceUsd": 0.0 | null}: creates need an hour of credit (402)
@@ -31,7 +33,7 @@ from pydantic.alias_generators import to_camel
 
 from sandbox.account import Account
 from sandbox.problems import ApiError
-from sandbox.scenario import FaultRule, RateWindow, SeedPod, StockSetting, Timings
+from sandbox.scenario import CpuStockSetting, FaultRule, RateWindow, SeedPod, StockSetting, Timings
 
 __all__ = ["router"]
 
@@ -96,6 +98,12 @@ async def clear_faults(request: Request) -> Response:
 @router.put("/stock", status_code=204)
 async def set_stock(setting: StockSetting, request: Request) -> Response:
     _account(request).set_stock(setting)
+    return Response(status_code=204)
+
+
+@router.put("/cpu-stock", status_code=204)
+async def set_cpu_stock(setting: CpuStockSetting, request: Request) -> Response:
+    _account(request).set_cpu_stock(setting)
     return Response(status_code=204)
 
 

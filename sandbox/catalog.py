@@ -1,28 +1,34 @@
-"""The sandbox's GPU catalogue and stock: what exists, what it costs, where it is free right now.
+"""The sandbox's catalogue and stock: what exists, what it costs, where it is free right now.
 
 Owns: loading the seed data (`data/catalog.json`), the mutable stock per (GPU type, data center,
-cloud), availability bands, rendering `GET /v2/catalog/...` answers (including the 400/422 rules
-of their query parameters) and placing a pod (`place`). It does not own pods or billing.
+cloud), each with the CUDA version its machines run, and per (CPU flavour, data center) in free
+vCPUs, availability bands, rendering `GET /v2/catalog/...` answers (including the 400 rules of
+their query parameters; malformed values are 422 by `validation.validate_query`, against the
+OpenAPI document) and placing a pod (`place`, `place_cpu`). It does not own pods or billing.
 
 Placement follows RunPod v2: exactly `gpu.id` x `count` on one machine in one allowed data
-center, no substitution. The catalogue is rendered from live stock, so a test that empties a
+center, no substitution, only where the machine's CUDA satisfies `gpu.minCudaVersion` /
+`gpu.allowedCudaVersions`; a CPU pod takes `cpu.vcpuCount` vCPUs of `cpu.id` in one allowed data
+center (SECURE cloud only). The catalogue is rendered from live stock, so a test that empties a
 data center sees `NONE` in the next catalogue read (and a create racing that read gets a 400).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final, Literal
 
 from sandbox.problems import ApiError
-from sandbox.scenario import Bands, StockSetting
+from sandbox.scenario import Bands, CpuStockSetting, StockSetting
+from sandbox.validation import validate_query
 
 __all__ = [
     "CatalogQuery",
+    "CpuQuery",
+    "CpuType",
     "DataCenter",
     "GpuType",
     "Inventory",
@@ -32,26 +38,12 @@ __all__ = [
     "country_of",
     "load_inventory",
     "parse_catalog_query",
+    "parse_cpu_query",
     "parse_datacenter_query",
 ]
 
 Cloud = Literal["SECURE", "COMMUNITY"]
 CLOUDS: Final[tuple[Cloud, ...]] = ("SECURE", "COMMUNITY")
-PRODUCTS: Final = ("POD", "CLUSTER", "SERVERLESS")
-REGIONS: Final = (
-    "NORTH_AMERICA",
-    "SOUTH_AMERICA",
-    "EUROPE",
-    "ASIA",
-    "MIDDLE_EAST",
-    "AFRICA",
-    "OCEANIA",
-    "ANTARCTICA",
-    "UNKNOWN",
-)
-_CUDA: Final = re.compile(r"^\d+\.\d+$")
-_CUDA_FLOOR: Final = re.compile(r"^\d+(\.\d+)?$")
-_COUNTRY: Final = re.compile(r"^[A-Z]{2}$")
 # Data-center id prefix -> ISO country (notes A.2); no country field exists in the API.
 _COUNTRY_PREFIXES: Final = (
     ("US-", "US"),
@@ -88,6 +80,24 @@ class GpuType:
 
 
 @dataclass(frozen=True)
+class CpuType:
+    """A CPU flavour (`cpu.id`): vCPU range, RAM per vCPU, price per vCPU-hour (SECURE)."""
+
+    id: str
+    name: str
+    group: str
+    vcpu_min: int
+    vcpu_max: int
+    ram_gb_per_vcpu: float
+    price_per_vcpu: float
+    serverless_per_vcpu: float
+
+    def sells(self, vcpus: int) -> bool:
+        """A vCPU count RunPod accepts for this flavour: a power of two in its range."""
+        return self.vcpu_min <= vcpus <= self.vcpu_max and vcpus >= 2 and not vcpus & (vcpus - 1)
+
+
+@dataclass(frozen=True)
 class DataCenter:
     id: str
     name: str
@@ -110,6 +120,15 @@ class StockEntry:
 class Placement:
     dc_id: str
     cuda_version: str | None
+
+
+@dataclass(frozen=True)
+class CpuQuery:
+    """Parsed `GET /v2/catalog/cpus` parameters; `availability` False = plain listing."""
+
+    availability: bool = False
+    # Availability for pods of this many vCPUs; None = each flavour's smallest.
+    vcpu_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +185,42 @@ class Inventory:
     dcs: dict[str, DataCenter]
     stock: dict[tuple[str, str, Cloud], StockEntry] = field(default_factory=dict)
     bands: Bands = field(default_factory=Bands)
+    cpus: dict[str, CpuType] = field(default_factory=dict)
+    # Free vCPUs per (CPU flavour, data center).
+    cpu_stock: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    # -- CPU stock ---------------------------------------------------------------------------
+    def set_cpu_stock(self, setting: CpuStockSetting) -> None:
+        if setting.cpu_id not in self.cpus:
+            raise ApiError(400, f"unknown CPU flavor {setting.cpu_id!r}")
+        if setting.data_center_id not in self.dcs:
+            raise ApiError(400, f"unknown data center {setting.data_center_id!r}")
+        self.cpu_stock[(setting.cpu_id, setting.data_center_id)] = setting.free
+
+    def place_cpu(self, *, cpu_id: str, vcpus: int, dc_ids: Sequence[str]) -> str | None:
+        """Reserve `vcpus` of flavour `cpu_id` in one allowed DC (listed order; else the DC with
+        the most free vCPUs, ties by id); None = no capacity."""
+        free = {dc: n for (c, dc), n in self.cpu_stock.items() if c == cpu_id and n >= vcpus}
+        if dc_ids:
+            order = [dc for dc in dc_ids if dc in free]
+        else:
+            order = sorted(free, key=lambda dc: (-free[dc], dc))
+        if not order:
+            return None
+        self.cpu_stock[(cpu_id, order[0])] -= vcpus
+        return order[0]
+
+    def reserve_cpu_at(self, *, cpu_id: str, vcpus: int, dc_id: str) -> bool:
+        """Take `vcpus` back at a known DC (a stopped CPU pod restarting on its host)."""
+        free = self.cpu_stock.get((cpu_id, dc_id), 0)
+        if free < vcpus:
+            return False
+        self.cpu_stock[(cpu_id, dc_id)] = free - vcpus
+        return True
+
+    def release_cpu(self, *, cpu_id: str, vcpus: int, dc_id: str) -> None:
+        if (cpu_id, dc_id) in self.cpu_stock:
+            self.cpu_stock[(cpu_id, dc_id)] += vcpus
 
     # -- stock -------------------------------------------------------------------------------
     def set_stock(self, setting: StockSetting) -> None:
@@ -294,7 +349,39 @@ class Inventory:
             ]
         return doc
 
-    def render_datacenter(self, dc: DataCenter, *, gpu_availability: bool) -> dict[str, Any]:
+    def render_cpu(self, cpu: CpuType, query: CpuQuery) -> dict[str, Any]:
+        """One `CpuType` object; with availability, bands of free vCPUs in pods of
+        `query.vcpu_count` (default: the flavour's smallest) per data center offering it."""
+        doc: dict[str, Any] = {
+            "id": cpu.id,
+            "name": cpu.name,
+            "group": cpu.group,
+            "vcpu": {"min": cpu.vcpu_min, "max": cpu.vcpu_max},
+            "ramGbPerVcpu": cpu.ram_gb_per_vcpu,
+            "price": {"securePerVcpu": cpu.price_per_vcpu, "serverlessPerVcpu": cpu.serverless_per_vcpu},
+        }
+        if not query.availability:
+            return doc
+        size = query.vcpu_count or max(cpu.vcpu_min, 2)
+        sold = cpu.vcpu_min <= size <= cpu.vcpu_max
+        dcs = [
+            {
+                "id": dc_id,
+                "name": self.dcs[dc_id].name,
+                "availability": band(free if sold else 0, size, self.bands),
+            }
+            for (cpu_id, dc_id), free in sorted(self.cpu_stock.items())
+            if cpu_id == cpu.id
+        ]
+        overall = max((d["availability"] for d in dcs), key=_BAND_RANK.__getitem__, default="NONE")
+        doc["availability"] = overall
+        if overall != "NONE":
+            doc["dataCenters"] = dcs
+        return doc
+
+    def render_datacenter(
+        self, dc: DataCenter, *, gpu_availability: bool, cpu_availability: bool = False
+    ) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "id": dc.id,
             "name": dc.name,
@@ -313,6 +400,18 @@ class Inventory:
                 doc["gpuAvailability"] = [
                     {"id": g, "name": self.gpus[g].name, "availability": band(n, 1, self.bands)}
                     for g, n in sorted(free.items())
+                ]
+        if cpu_availability:
+            # Like GPUs here: pods of each flavour's smallest size.
+            offered = sorted((c, n) for (c, dc_id), n in self.cpu_stock.items() if dc_id == dc.id)
+            if offered:
+                doc["cpuAvailability"] = [
+                    {
+                        "id": c,
+                        "name": self.cpus[c].name,
+                        "availability": band(n, max(self.cpus[c].vcpu_min, 2), self.bands),
+                    }
+                    for c, n in offered
                 ]
         return doc
 
@@ -350,77 +449,53 @@ def load_inventory(doc: Mapping[str, Any] | None = None, *, bands: Bands | None 
         )
         for d in doc["dataCenters"]
     }
-    inventory = Inventory(gpus=gpus, dcs=dcs, bands=bands or Bands())
+    cpus = {
+        c["id"]: CpuType(
+            id=c["id"],
+            name=c["name"],
+            group=c["group"],
+            vcpu_min=int(c["vcpu"]["min"]),
+            vcpu_max=int(c["vcpu"]["max"]),
+            ram_gb_per_vcpu=float(c["ramGbPerVcpu"]),
+            price_per_vcpu=float(c["price"]["securePerVcpu"]),
+            serverless_per_vcpu=float(c["price"]["serverlessPerVcpu"]),
+        )
+        for c in doc.get("cpuTypes", [])
+    }
+    inventory = Inventory(gpus=gpus, dcs=dcs, bands=bands or Bands(), cpus=cpus)
     for raw in doc.get("stock", []):
         inventory.set_stock(StockSetting.model_validate(raw))
+    for raw in doc.get("cpuStock", []):
+        inventory.set_cpu_stock(CpuStockSetting.model_validate(raw))
     return inventory
 
 
 # -- query parameters ----------------------------------------------------------------------------
-def _csv(value: str) -> list[str]:
-    return [part.strip() for part in value.split(",") if part.strip()]
+def _availability_rule(values: Mapping[str, Any], *, dependent: Sequence[str]) -> bool:
+    """RunPod's `include`/`product` rule (400 either way): `product` is required with
+    `include=AVAILABILITY` and, like the other availability filters, valid only with it."""
+    wants = bool(values.get("include"))
+    if wants and not values.get("product"):
+        raise ApiError(400, "product is required when include=AVAILABILITY")
+    if not wants:
+        for name in ("product", *dependent):
+            if name in values:
+                raise ApiError(400, f"{name} is only valid with include=AVAILABILITY")
+    return wants
 
 
 def parse_catalog_query(params: Mapping[str, str]) -> CatalogQuery:
     """Apply RunPod's rules for `include`/`product`/`count`/`cloud`/filters (notes §6.1).
 
-    Malformed values are 422 (schema); valid values in a forbidden combination are 400.
+    Malformed values are 422 (schema, `validate_query`); valid values in a forbidden
+    combination are 400.
     """
-    errors: list[str] = []
-    include = _csv(params.get("include", "")) if "include" in params else None
-    products = _csv(params.get("product", "")) if "product" in params else None
-    if include is not None:
-        errors += [
-            f"query.include: value must be one of 'AVAILABILITY', got '{v}'"
-            for v in include
-            if v != "AVAILABILITY"
-        ]
-        if len(include) > 1:
-            errors.append(f"query.include: maxItems: got {len(include)}, want 1")
-    if products is not None:
-        errors += [
-            f"query.product: value must be one of 'POD', 'CLUSTER', 'SERVERLESS', got '{v}'"
-            for v in products
-            if v not in PRODUCTS
-        ]
-    count = 1
-    if "count" in params:
-        try:
-            count = int(params["count"])
-            if count < 1:
-                errors.append("query.count: must be >= 1")
-        except ValueError:
-            errors.append(f"query.count: got string '{params['count']}', want integer")
-    cloud = params.get("cloud", "SECURE")
-    if cloud not in CLOUDS:
-        errors.append(f"query.cloud: value must be one of 'SECURE', 'COMMUNITY', got '{cloud}'")
-    countries = _csv(params["countryCodes"]) if "countryCodes" in params else None
-    if countries is not None:
-        errors += [
-            f"query.countryCodes: '{c}' does not match pattern '^[A-Z]{{2}}$'"
-            for c in countries
-            if not _COUNTRY.match(c)
-        ]
-    cudas = _csv(params["cudaVersions"]) if "cudaVersions" in params else None
-    if cudas is not None:
-        errors += [
-            f"query.cudaVersions: '{v}' does not match pattern '^\\d+\\.\\d+$'"
-            for v in cudas
-            if not _CUDA.match(v)
-        ]
-    min_cuda_raw = params.get("minCudaVersion")
-    if min_cuda_raw is not None and not _CUDA_FLOOR.match(min_cuda_raw):
-        errors.append(f"query.minCudaVersion: '{min_cuda_raw}' does not match pattern '^\\d+(\\.\\d+)?$'")
-    if errors:
-        raise ApiError(422, "Request validation failed.", errors=errors)
-    wants = bool(include)
-    if wants and not products:
-        raise ApiError(400, "product is required when include=AVAILABILITY")
-    if not wants:
-        for name in ("product", "count", "cloud", "countryCodes", "cudaVersions", "minCudaVersion"):
-            if name in params:
-                raise ApiError(400, f"{name} is only valid with include=AVAILABILITY")
+    values = validate_query("/v2/catalog/gpus", "get", params)
+    dependent = ("count", "cloud", "countryCodes", "cudaVersions", "minCudaVersion")
+    if not _availability_rule(values, dependent=dependent):
         return CatalogQuery()
+    cudas: list[str] = values.get("cudaVersions") or []
+    min_cuda_raw: str | None = values.get("minCudaVersion")
     if cudas and min_cuda_raw is not None:
         raise ApiError(400, "cudaVersions and minCudaVersion are mutually exclusive")
     min_cuda: tuple[int, int] | None = None
@@ -428,14 +503,27 @@ def parse_catalog_query(params: Mapping[str, str]) -> CatalogQuery:
         major, _, minor = min_cuda_raw.partition(".")
         # A bare major means "any release of that major" (minor -1 marks it).
         min_cuda = (int(major), int(minor)) if minor else (int(major), -1)
+    countries = values.get("countryCodes")
     return CatalogQuery(
         availability=True,
-        count=count,
-        cloud="COMMUNITY" if cloud == "COMMUNITY" else "SECURE",
+        count=values.get("count", 1),
+        cloud="COMMUNITY" if values.get("cloud") == "COMMUNITY" else "SECURE",
         countries=frozenset(countries) if countries is not None else None,
         cuda_versions=frozenset(cudas) if cudas else None,
         min_cuda=min_cuda,
     )
+
+
+def parse_cpu_query(params: Mapping[str, str]) -> CpuQuery:
+    """`GET /v2/catalog/cpus[/{id}]`: `include`, `product` (POD or SERVERLESS) and `vcpuCount`
+    (a power of two >= 2) by the same rules as the GPU catalog's."""
+    values = validate_query("/v2/catalog/cpus", "get", params)
+    if not _availability_rule(values, dependent=("vcpuCount",)):
+        return CpuQuery()
+    vcpus: int | None = values.get("vcpuCount")
+    if vcpus is not None and vcpus & (vcpus - 1):
+        raise ApiError(400, f"vcpuCount {vcpus} is not a power of two")
+    return CpuQuery(availability=True, vcpu_count=vcpus)
 
 
 @dataclass(frozen=True)
@@ -445,6 +533,7 @@ class DataCenterQuery:
     global_network: bool | None
     compliance: frozenset[str]
     volume_types: frozenset[str]
+    cpu_availability: bool = False
 
     def admits(self, dc: DataCenter) -> bool:
         return (
@@ -456,29 +545,18 @@ class DataCenterQuery:
 
 
 def parse_datacenter_query(params: Mapping[str, str]) -> DataCenterQuery:
-    errors: list[str] = []
-    include = _csv(params.get("include", ""))
-    errors += [
-        f"query.include: value must be one of 'GPU_AVAILABILITY', 'CPU_AVAILABILITY', got '{v}'"
-        for v in include
-        if v not in ("GPU_AVAILABILITY", "CPU_AVAILABILITY")
-    ]
-    regions = _csv(params["regions"]) if "regions" in params else None
-    errors += [f"query.regions: invalid region '{r}'" for r in regions or () if r not in REGIONS]
-    global_network: bool | None = None
-    if "globalNetwork" in params:
-        raw = params["globalNetwork"].lower()
-        if raw not in ("true", "false"):
-            errors.append(f"query.globalNetwork: got string '{params['globalNetwork']}', want boolean")
-        global_network = raw == "true"
-    if errors:
-        raise ApiError(422, "Request validation failed.", errors=errors)
+    """`include`, `regions` (OR), `networkVolumeTypes` and `compliance` (AND), `globalNetwork`;
+    every value checked against the document's enums (422 when malformed)."""
+    values = validate_query("/v2/catalog/datacenters", "get", params)
+    include: list[str] = values.get("include") or []
+    regions = values.get("regions")
     return DataCenterQuery(
         gpu_availability="GPU_AVAILABILITY" in include,
+        cpu_availability="CPU_AVAILABILITY" in include,
         regions=frozenset(regions) if regions is not None else None,
-        global_network=global_network,
-        compliance=frozenset(_csv(params.get("compliance", ""))),
-        volume_types=frozenset(_csv(params.get("networkVolumeTypes", ""))),
+        global_network=values.get("globalNetwork"),
+        compliance=frozenset(values.get("compliance") or ()),
+        volume_types=frozenset(values.get("networkVolumeTypes") or ()),
     )
 
 

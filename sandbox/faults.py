@@ -25,6 +25,8 @@ ROUTE_TEMPLATES: Final = (
     "/v2/pods",
     "/v2/catalog/gpus/{id}",
     "/v2/catalog/gpus",
+    "/v2/catalog/cpus/{id}",
+    "/v2/catalog/cpus",
     "/v2/catalog/datacenters",
 )
 _PATTERNS: Final = tuple(

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal
 
-from sandbox.problems import VALIDATION_DETAIL, ApiError
+from sandbox.problems import ApiError
+from sandbox.validation import parse_rfc3339, validate_query
 
 __all__ = [
     "LogBook",
@@ -68,35 +69,18 @@ class LogCursor:
 
 
 def _parse_ts(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return parse_rfc3339(text)
 
 
 def parse_log_query(
     *, source: str | None, tail: str | None, since: str | None, last_event_id: str | None
 ) -> LogCursor:
-    """Query parameters and header -> cursor; 422 for malformed values, 400 for a bad cursor."""
-    errors: list[str] = []
-    if source is not None and source not in ("container", "system"):
-        errors.append(f"query.source: value must be one of 'container', 'system', got '{source}'")
-    tail_value = DEFAULT_TAIL
-    if tail is not None:
-        try:
-            tail_value = int(tail)
-        except ValueError:
-            errors.append(f"query.tail: got string '{tail}', want integer")
-        else:
-            if tail_value < 0:
-                errors.append("query.tail: must be >= 0")
-            elif tail_value > MAX_TAIL:
-                errors.append(f"query.tail: must be <= {MAX_TAIL}")
-    since_ts: float | None = None
-    if since is not None:
-        try:
-            since_ts = _parse_ts(since)
-        except ValueError:
-            errors.append(f"query.since: '{since}' is not a valid date-time")
-    if errors:
-        raise ApiError(422, VALIDATION_DETAIL, errors=errors)
+    """Query parameters and header -> cursor; 422 for malformed values (the OpenAPI document's
+    schemas: `source` enum, `tail` 0..5000, `since` RFC 3339), 400 for a bad cursor."""
+    present = (("source", source), ("tail", tail), ("since", since))
+    values = validate_query("/v2/pods/{id}/logs", "get", {k: v for k, v in present if v is not None})
+    tail_value: int = values.get("tail", DEFAULT_TAIL)
+    since_ts = parse_rfc3339(since) if since is not None else None
     after_seq: int | None = None
     after_ts: float | None = None
     if last_event_id:

@@ -10,8 +10,10 @@ pod looks like at a given moment:
     EXITED|ERROR --start--> STARTING -> RUNNING             same DC; 400 when it filled up
     any --terminate/DELETE--> TERMINATED (optional window) -> 404
 
-Billing: a pod accrues `cost` (price per GPU x count) while PROVISIONING, STARTING or RUNNING,
-i.e. for as long as it holds GPUs; `billed_usd` + the open segment is what it has spent.
+Billing: a pod accrues `cost` (price per GPU x count, or for a CPU pod price per vCPU x vCPU
+count) while PROVISIONING, STARTING or RUNNING, i.e. for as long as it holds its GPUs or vCPUs;
+`billed_usd` + the open segment is what it has spent. A CPU pod renders `cpu` (flavour, vCPUs,
+memory) instead of `gpu`, `cudaVersion` null and no GPU utilisation.
 """
 
 from __future__ import annotations
@@ -96,9 +98,18 @@ class PodRecord:
     # bumped on every transition so stale timers and container tasks know to stand down
     generation: int = 0
     restarts: int = 0
+    # A CPU pod: its flavour, vCPUs, memory (GB) and price per vCPU-hour (no GPU: gpu_count 0).
+    cpu_id: str | None = None
+    vcpu_count: int = 0
+    memory_gb: int = 0
+    price_per_vcpu: float = 0.0
+    # The create body as it arrived (`GET /_sandbox/state` shows it); None for seeded pods.
+    create_body: dict[str, Any] | None = None
 
     @property
     def rate(self) -> float:
+        if self.cpu_id is not None:
+            return round(self.price_per_vcpu * self.vcpu_count, 6)
         return round(self.price_per_gpu * self.gpu_count, 6)
 
     @property
@@ -155,6 +166,13 @@ def _wave(pod_id: str, now: float, channel: int, *, low: int, high: int) -> int:
     return round(low + (high - low) * (0.5 + 0.5 * math.sin(now / 20 + phase)))
 
 
+def _compute(pod: PodRecord) -> dict[str, Any]:
+    """`gpu` of a GPU pod, `cpu` of a CPU pod: each omitted from the other (OpenAPI `Pod`)."""
+    if pod.cpu_id is not None:
+        return {"cpu": {"id": pod.cpu_id, "vcpuCount": pod.vcpu_count, "memory": pod.memory_gb}}
+    return {"gpu": {"id": pod.gpu_id, "count": pod.gpu_count}}
+
+
 def render_pod(pod: PodRecord, now: float, *, runtime_empty_object: bool = False) -> dict[str, Any]:
     """The `Pod` object RunPod would answer for this record at `now` (env in full, as live)."""
     proxy_user = f"{pod.id}-{pod.ssh_suffix}"
@@ -181,7 +199,7 @@ def render_pod(pod: PodRecord, now: float, *, runtime_empty_object: bool = False
         "ports": list(pod.ports),
         "env": dict(pod.env),
         "registry": pod.registry,
-        "gpu": {"id": pod.gpu_id, "count": pod.gpu_count},
+        **_compute(pod),
         "cloud": pod.cloud,
         "dataCenterId": pod.dc_id,
         "cudaVersion": pod.cuda_version,

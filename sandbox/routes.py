@@ -15,9 +15,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from sandbox.account import Account
-from sandbox.catalog import filter_datacenters, parse_catalog_query, parse_datacenter_query
+from sandbox.catalog import filter_datacenters, parse_catalog_query, parse_cpu_query, parse_datacenter_query
 from sandbox.logbook import LogBook, LogCursor, filter_source, format_event, parse_log_query, select_backfill
 from sandbox.problems import ApiError
+from sandbox.validation import validate_query
 
 __all__ = ["router"]
 
@@ -59,12 +60,31 @@ async def get_gpu_type(gpu_id: str, request: Request) -> JSONResponse:
     return JSONResponse(inventory.render_gpu(gpu, query, single=True))
 
 
+@router.get("/catalog/cpus")
+async def list_cpu_types(request: Request) -> JSONResponse:
+    inventory = _account(request).inventory
+    query = parse_cpu_query(dict(request.query_params))
+    return JSONResponse({"cpus": [inventory.render_cpu(c, query) for _, c in sorted(inventory.cpus.items())]})
+
+
+@router.get("/catalog/cpus/{cpu_id}")
+async def get_cpu_type(cpu_id: str, request: Request) -> JSONResponse:
+    inventory = _account(request).inventory
+    query = parse_cpu_query(dict(request.query_params))
+    cpu = inventory.cpus.get(cpu_id)
+    if cpu is None:
+        raise ApiError(404, "CPU type not found")
+    return JSONResponse(inventory.render_cpu(cpu, query))
+
+
 @router.get("/catalog/datacenters")
 async def list_datacenters(request: Request) -> JSONResponse:
     inventory = _account(request).inventory
     query = parse_datacenter_query(dict(request.query_params))
     dcs = [
-        inventory.render_datacenter(dc, gpu_availability=query.gpu_availability)
+        inventory.render_datacenter(
+            dc, gpu_availability=query.gpu_availability, cpu_availability=query.cpu_availability
+        )
         for dc in filter_datacenters(inventory, query)
     ]
     return JSONResponse({"dataCenters": dcs})
@@ -77,6 +97,8 @@ async def create_pod(request: Request) -> JSONResponse:
 
 @router.get("/pods")
 async def list_pods(request: Request) -> JSONResponse:
+    # `includeClusterPods` is checked (a boolean); the sandbox has no clusters to include.
+    validate_query("/v2/pods", "get", dict(request.query_params))
     return JSONResponse({"pods": _account(request).list_pods()})
 
 

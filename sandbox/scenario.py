@@ -10,6 +10,7 @@ well-behaved RunPod; tests opt into trouble. Example:
      "balanceUsd": 5.0,
      "deniedGpuIds": ["NVIDIA H200"],
      "stock": [{"gpuId": "NVIDIA A40", "dataCenterId": "EU-RO-1", "cloud": "SECURE", "free": 0}],
+     "cpuStock": [{"cpuId": "cpu3c", "dataCenterId": "EU-RO-1", "free": 0}],
      "pods": [{"name": "someone-elses-notebook", "gpu": {"id": "NVIDIA A40", "count": 1}}],
      "faults": [{"route": "POST /v2/pods", "kind": "ambiguous_create", "count": 1}]}
 """
@@ -25,6 +26,7 @@ from pydantic.alias_generators import to_camel
 
 __all__ = [
     "Bands",
+    "CpuStockSetting",
     "FaultRule",
     "RateWindow",
     "Scenario",
@@ -85,6 +87,14 @@ class StockSetting(_Model):
     cuda_version: str | None = None
 
 
+class CpuStockSetting(_Model):
+    """Free vCPUs of one CPU flavour in one data center (CPU pods: SECURE cloud only)."""
+
+    cpu_id: str
+    data_center_id: str
+    free: int = Field(ge=0)
+
+
 class SeedGpu(_Model):
     id: str
     count: int = Field(default=1, ge=1)
@@ -139,6 +149,7 @@ class Scenario(_Model):
     extra_keys: list[str] = Field(default_factory=list)
     failing_images: list[str] = Field(default_factory=list)
     stock: list[StockSetting] = Field(default_factory=list)
+    cpu_stock: list[CpuStockSetting] = Field(default_factory=list)
     pods: list[SeedPod] = Field(default_factory=list)
     faults: list[FaultRule] = Field(default_factory=list)
     # Flags reproducing live quirks (notes §10): off by default.

@@ -69,6 +69,9 @@ class SandboxAdmin:
             "PUT", "/stock", {"gpuId": gpu_id, "dataCenterId": datacenter_id, "cloud": cloud, "free": free}
         )
 
+    def set_cpu_stock(self, *, cpu_id: str, datacenter_id: str, free: int) -> None:
+        self._call("PUT", "/cpu-stock", {"cpuId": cpu_id, "dataCenterId": datacenter_id, "free": free})
+
     def add_key(self, key: str, *, read_only: bool = False) -> None:
         self._call("POST", "/keys", {"key": key, "readOnly": read_only})
 

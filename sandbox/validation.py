@@ -1,10 +1,19 @@
-"""Request bodies checked exactly as RunPod checks them: schema first (422), then rules (400).
+"""Requests checked exactly as RunPod checks them: schema first (422), then rules (400).
 
 The schemas are RunPod's own, taken from the bundled copy of the official OpenAPI document
 (`data/runpod-v2.json`, OpenAPI 3.1 = JSON Schema 2020-12), so unknown keys at any level,
 types, minimums, patterns and enums fail the way they fail live. Error strings follow the live
 format (notes §11): `$: additional properties 'gpuCount' not allowed`, `$: missing property
 'name'`, `$.gpu.count: must be >= 1`.
+
+Query parameters are checked against the same document (`validate_query`): each operation's
+declared parameters by their schema (booleans, integers with bounds, enums, patterns, RFC 3339
+`date-time`, comma-separated `form` arrays whose every entry is checked, an empty entry
+included, `maxItems`), a malformed value answering 422 `Request validation failed.` with one
+`query.<name>: ...` line per problem, as RunPod's gateway answers a malformed parameter (and as
+the document says of `countryCodes`, `cudaVersions` and `minCudaVersion`: "a malformed entry is
+a 422"). Parameters the document does not declare are ignored, as live. Combinations of valid
+values that RunPod refuses (`product` without `include`, ...) are rules: 400, in the handlers.
 
 Cross-field rules the schema cannot express are plain functions returning the 400 detail.
 """
@@ -14,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any, Final
@@ -26,7 +36,9 @@ __all__ = [
     "check_create_rules",
     "check_update_rules",
     "openapi_document",
+    "parse_rfc3339",
     "validate_body",
+    "validate_query",
 ]
 
 _QUOTED: Final = re.compile(r"'([^']*)'")
@@ -158,6 +170,113 @@ def validate_body(schema_name: str, body: object) -> None:
         raise ApiError(422, VALIDATION_DETAIL, errors=messages)
 
 
+# -- query parameters -----------------------------------------------------------------------------
+
+_RFC3339: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+# Go's strconv.ParseBool, which RunPod's gateway (Go) uses for boolean parameters.
+_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+_INTEGER: Final = re.compile(r"^[+-]?\d+$")
+
+
+def parse_rfc3339(text: str) -> float:
+    """An RFC 3339 date-time (`2026-06-01T12:02:03Z`, `...03.7+02:00`) as epoch seconds. Raises
+    ValueError for anything else, ISO 8601 forms RFC 3339 leaves out included (a date alone, no
+    offset, a space for `T`, `20260601T120203Z`)."""
+    if not _RFC3339.match(text):
+        raise ValueError(f"{text!r} is not an RFC 3339 date-time")
+    normal = text[:10] + "T" + text[11:]
+    normal = normal[:-1] + "+00:00" if normal[-1] in "Zz" else normal
+    return datetime.fromisoformat(normal).timestamp()
+
+
+def _resolve(node: Any) -> Any:
+    """A `$ref` (parameter or schema) followed to what it names, once or more."""
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = openapi_document()
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+@cache
+def _query_parameters(path: str, method: str) -> dict[str, dict[str, Any]]:
+    """The query parameters the document declares for one operation: name -> schema."""
+    item = openapi_document()["paths"][path]
+    declared = [*item.get("parameters", []), *item[method.lower()].get("parameters", [])]
+    out: dict[str, dict[str, Any]] = {}
+    for parameter in (_resolve(p) for p in declared):
+        if parameter.get("in") == "query":
+            out[parameter["name"]] = _resolve(parameter.get("schema", {}))
+    return out
+
+
+def validate_query(path: str, method: str, params: Mapping[str, str]) -> dict[str, Any]:
+    """The declared query parameters present in `params`, read by their schemas (booleans as
+    bool, integers as int, arrays as lists of strings); 422 listing every malformed value.
+
+    `path` is the document's path template (`/v2/pods/{id}/logs`)."""
+    errors: list[str] = []
+    values: dict[str, Any] = {}
+    for name, schema in _query_parameters(path, method).items():
+        if name in params:
+            values[name] = _read_parameter(f"query.{name}", params[name], schema, errors)
+    if errors:
+        raise ApiError(422, VALIDATION_DETAIL, errors=errors)
+    return values
+
+
+def _read_parameter(where: str, raw: str, schema: Mapping[str, Any], errors: list[str]) -> Any:
+    if schema.get("type") != "array":
+        return _read_scalar(where, raw, schema, errors)
+    items = raw.split(",")
+    most = schema.get("maxItems")
+    if most is not None and len(items) > most:
+        errors.append(f"{where}: maxItems: got {len(items)}, want {most}")
+    item_schema = _resolve(schema.get("items", {}))
+    out: list[Any] = []
+    for item in items:
+        if not item.strip():
+            errors.append(f"{where}: empty entry in the comma-separated list '{raw}'")
+            continue
+        out.append(_read_scalar(where, item.strip(), item_schema, errors))
+    return out
+
+
+def _read_scalar(where: str, raw: str, schema: Mapping[str, Any], errors: list[str]) -> Any:
+    kind = schema.get("type")
+    if kind == "boolean":
+        if raw in _TRUE or raw in _FALSE:
+            return raw in _TRUE
+        errors.append(f"{where}: got string '{raw}', want boolean")
+        return None
+    if kind == "integer":
+        if not _INTEGER.match(raw):
+            errors.append(f"{where}: got string '{raw}', want integer")
+            return None
+        value = int(raw)
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{where}: must be >= {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{where}: must be <= {schema['maximum']}")
+        return value
+    if "enum" in schema and raw not in schema["enum"]:
+        allowed = ", ".join(repr(v) for v in schema["enum"])
+        errors.append(f"{where}: value must be one of {allowed}, got '{raw}'")
+    if "pattern" in schema and not re.search(schema["pattern"], raw):
+        errors.append(f"{where}: '{raw}' does not match pattern '{schema['pattern']}'")
+    if schema.get("format") == "date-time":
+        try:
+            parse_rfc3339(raw)
+        except ValueError:
+            errors.append(f"{where}: '{raw}' is not a valid RFC 3339 date-time")
+    return raw
+
+
+# -- cross-field rules ------------------------------------------------------------------------------
+
+
 def _cuda_rules(gpu: Mapping[str, Any]) -> str | None:
     if gpu.get("allowedCudaVersions") and "minCudaVersion" in gpu:
         return "gpu.allowedCudaVersions and gpu.minCudaVersion are mutually exclusive"
@@ -170,14 +289,27 @@ def _mount_rules(mounts: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def _cpu_rules(body: Mapping[str, Any]) -> str | None:
+    """A CPU pod: a power-of-two vCPU count, the SECURE cloud, no persistent mount, no global
+    networking (it needs an NVIDIA GPU). The flavour's own vCPU range is the account's check."""
+    count = body["cpu"]["vcpuCount"]
+    if count & (count - 1):
+        return f"cpu.vcpuCount {count} is not a power of two"
+    if (body.get("mounts") or {}).get("persistent") is not None:
+        return "mounts.persistent is not supported on CPU pods"
+    if body.get("cloud", "SECURE") != "SECURE":
+        return "CPU pods are offered in the SECURE cloud only"
+    if body.get("globalNetworking"):
+        return "global networking requires an NVIDIA GPU"
+    return None
+
+
 def check_create_rules(body: Mapping[str, Any]) -> None:
     """Cross-field rules of `CreatePodRequest` (400); call after `validate_body`."""
     has_gpu, has_cpu = "gpu" in body, "cpu" in body
     if has_gpu == has_cpu:
         raise ApiError(400, "exactly one of gpu or cpu must be set")
-    problem = _mount_rules(body.get("mounts")) or (_cuda_rules(body["gpu"]) if has_gpu else None)
-    if has_cpu and (body.get("mounts") or {}).get("persistent") is not None:
-        problem = "mounts.persistent is not supported on CPU pods"
+    problem = _mount_rules(body.get("mounts")) or (_cuda_rules(body["gpu"]) if has_gpu else _cpu_rules(body))
     if problem:
         raise ApiError(400, problem)
 

@@ -34,11 +34,19 @@ from contract import annotations as keys
 from contract.catalog import Catalog
 from contract.containers import split_containers
 from contract.plan import PLAN_KEYS, Plan, PlanError, parse_port, plan_from_annotations, plan_to_annotations
-from contract.policy import GPU_RESOURCE, NodePolicy, pod_targets_node
+from contract.policy import CPU_CLOUD, GPU_RESOURCE, NodePolicy, pod_targets_node
+from webhook.compute import count_gpus, decide_compute
 from webhook.containers import check_containers, dropped_gpu_warnings, volume_warnings
-from webhook.inputs import count_gpus, detect_ports, read_inputs, suggest
+from webhook.demands import cpu_demand, gpu_demand, vcpu_warnings
+from webhook.inputs import detect_ports, read_inputs, suggest
 from webhook.problems import FORBIDDEN, FROZEN_AFTER_CREATE, MAX_LISTED, STATE_ON_NEW_POD, UNAVAILABLE, Denial
-from webhook.resolving import Demand, check_pins, comply_datacenters, resolve_candidates
+from webhook.resolving import (
+    CpuDemand,
+    Demand,
+    comply_datacenters,
+    resolve_candidates,
+    resolve_cpu_candidates,
+)
 from webhook.reviews import AdmissionRequest, Verdict, annotations_of, escape_pointer
 from webhook.tolerations import DEFAULT_OUTAGE_TOLERATIONS, OutageTolerations, outage_toleration_patch
 
@@ -50,7 +58,8 @@ JobLookup = Callable[[str, str, str], Mapping[str, str] | None]
 class PlanRequest:
     """Everything a plan is made of, besides the catalog. Hashable: a memo key."""
 
-    demand: Demand
+    # A GPU pod's demand, or a CPU pod's (no GPU bought).
+    demand: Demand | CpuDemand
     ports: tuple[str, ...]  # "8888/http"
     container_disk_gb: int
     registry_auth_id: str | None
@@ -63,21 +72,37 @@ Planner = Callable[[PlanRequest, Catalog], Mapping[str, str]]
 
 
 def write_plan(request: PlanRequest, catalog: Catalog) -> dict[str, str]:
-    """The plan annotations for `request`; a `Denial` naming the near miss when no GPU fits."""
+    """The plan annotations for `request`; a `Denial` naming the near miss when nothing fits."""
     demand = request.demand
-    plan = Plan(
-        candidates=resolve_candidates(demand, catalog),
-        gpu_count=demand.gpu_count,
-        cloud=demand.cloud,
-        datacenter_ids=demand.datacenter_ids or (),
-        ports=tuple(parse_port(p) for p in request.ports),
-        container_disk_gb=request.container_disk_gb,
-        max_gpu_price=demand.max_gpu_price,
-        registry_auth_id=request.registry_auth_id,
-        template_id=request.template_id,
-        catalog_revision=catalog.revision,
-        drop_containers=request.drop_containers,
-    )
+    common = {
+        "datacenter_ids": demand.datacenter_ids or (),
+        "ports": tuple(parse_port(p) for p in request.ports),
+        "container_disk_gb": request.container_disk_gb,
+        "registry_auth_id": request.registry_auth_id,
+        "template_id": request.template_id,
+        "catalog_revision": catalog.revision,
+        "drop_containers": request.drop_containers,
+    }
+    if isinstance(demand, CpuDemand):
+        plan = Plan(
+            compute_type="CPU",
+            candidates=resolve_cpu_candidates(demand, catalog),
+            gpu_count=0,
+            cloud=CPU_CLOUD,
+            max_vcpu_price=demand.max_vcpu_price,
+            **common,
+        )
+    else:
+        cuda = demand.cuda
+        plan = Plan(
+            candidates=resolve_candidates(demand, catalog),
+            gpu_count=demand.gpu_count,
+            cloud=demand.cloud,
+            max_gpu_price=demand.max_gpu_price,
+            min_cuda_version=cuda.minimum if cuda is not None else None,
+            cuda_versions=cuda.versions if cuda is not None else (),
+            **common,
+        )
     return plan_to_annotations(plan)
 
 
@@ -202,15 +227,15 @@ def _plan_pod(
         job_annotations=job_annotations,
         job_name=job.name if job_annotations is not None and job is not None else None,
         node_max_gpu_price=policy.max_gpu_price,
+        node_max_vcpu_price=policy.max_vcpu_price,
     )
     spec = pod.get("spec") or {}
     # Fail fast on the containers the pod has now; `validate` judges the final pod.
     split = split_containers(spec, inputs.drop_containers)
     check_containers(split, final=False, origin=inputs.origin(keys.DROP_CONTAINERS))
     gpus = count_gpus(spec)
+    compute = decide_compute(inputs, gpus, default=policy.default_compute_type)
     warnings: list[str] = [*dropped_gpu_warnings(spec, split), *volume_warnings(spec)]
-    if gpus.defaulted:
-        warnings.append(f"no {GPU_RESOURCE} limit: using 1 GPU (added limits {GPU_RESOURCE}: 1)")
     if inputs.ports is None:
         ports, port_warnings = detect_ports(spec)
         warnings += port_warnings
@@ -220,19 +245,13 @@ def _plan_pod(
         inputs.datacenter_ids, origin=inputs.origin(keys.DATACENTER_IDS), policy=policy, catalog=catalog
     )
     warnings += dc_warnings
-    check_pins(inputs.gpu_types, origin=inputs.origin(keys.GPU_TYPES), catalog=catalog)
-    cap = inputs.max_gpu_price if inputs.max_gpu_price is not None else policy.max_gpu_price
-    demand = Demand(
-        memory_gb=inputs.required_gpu_memory_gb,
-        gpu_count=gpus.count,
-        cloud=inputs.cloud,
-        max_gpu_price=cap,
-        cap_is_users=inputs.max_gpu_price is not None,
-        datacenter_ids=datacenters,
-        gpu_types=inputs.gpu_types,
-        max_candidates=policy.max_candidates,
-        needs_private_address=not any(p.protocol == "tcp" for p in ports),
-    )
+    demand: Demand | CpuDemand
+    if compute == "CPU":
+        demand = cpu_demand(inputs, spec, split, datacenters=datacenters, policy=policy, catalog=catalog)
+    else:
+        demand = gpu_demand(
+            inputs, gpus.count, datacenters=datacenters, policy=policy, catalog=catalog, ports=ports
+        )
     plan_annotations = planner(
         PlanRequest(
             demand=demand,
@@ -244,9 +263,14 @@ def _plan_pod(
         ),
         catalog,
     )
+    if isinstance(demand, CpuDemand):
+        warnings += vcpu_warnings(demand, plan_from_annotations(plan_annotations))
     if any(keys.is_plan_key(k) for k in annotations):
         warnings.append("plan.runpod.io/* annotations are written by the webhook: replaced with a fresh plan")
-    patch = build_patch(pod, plan_annotations, gpu_limit_on=split.runs_index if gpus.defaulted else None)
+    # A GPU without a limit (`runpod.io/compute-type: GPU`, or the node's default): 1 GPU,
+    # counted by the scheduler against the node's GPU budget through the limit this adds.
+    gpu_limit_on = split.runs_index if compute == "GPU" and gpus.defaulted else None
+    patch = build_patch(pod, plan_annotations, gpu_limit_on=gpu_limit_on)
     patch += outage_toleration_patch(spec.get("tolerations"), outage)
     return Verdict(allowed=True, patch=tuple(patch), warnings=tuple(warnings))
 
@@ -315,12 +339,14 @@ def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> Plan:
             code=FORBIDDEN,
         ) from None
     problems: list[str] = []
-    cap = policy.max_gpu_price + _PRICE_SLACK
-    if plan.max_gpu_price > cap:
-        problems.append(f"max-gpu-price {plan.max_gpu_price:g} above the node cap {policy.max_gpu_price:g}")
+    node_cap = policy.max_unit_price(plan.compute_type)
+    cap = node_cap + _PRICE_SLACK
+    unit = "vCPU" if plan.compute_type == "CPU" else "GPU"
+    if plan.max_unit_price() > cap:
+        problems.append(f"max-{unit.lower()}-price {plan.max_unit_price():g} above the node cap {node_cap:g}")
     for candidate in plan.candidates:
-        if candidate.usd_per_hour / plan.gpu_count > cap:
-            problems.append(f"candidate {candidate.gpu_type_id} costs above the node cap per GPU")
+        if plan.unit_price(candidate) > cap:
+            problems.append(f"candidate {candidate.label} costs above the node cap per {unit}")
         if candidate.datacenter_id is not None and not policy.allows_datacenter(candidate.datacenter_id):
             problems.append(f"candidate data center {candidate.datacenter_id} not allowed on the node")
     allowed = policy.allowed_datacenter_ids
@@ -329,11 +355,16 @@ def _check_plan(pod: Mapping[str, Any], policy: NodePolicy) -> Plan:
             f"data centers {','.join(plan.datacenter_ids) or 'any'} outside the node's {','.join(allowed)}"
         )
     try:
-        count = count_gpus(pod.get("spec") or {}).count
+        gpus = count_gpus(pod.get("spec") or {})
+        # A CPU plan buys no GPU: the pod must not have (or have been given) a GPU limit.
+        count = 0 if gpus.defaulted and plan.compute_type == "CPU" else gpus.count
     except Denial:
         count = -1
     if count != plan.gpu_count:
-        problems.append(f"gpu-count {plan.gpu_count} differs from the pod's {GPU_RESOURCE} limits")
+        if plan.compute_type == "CPU":
+            problems.append(f"a CPU plan, but the pod has {GPU_RESOURCE} limits")
+        else:
+            problems.append(f"gpu-count {plan.gpu_count} differs from the pod's {GPU_RESOURCE} limits")
     if problems:
         shown = "; ".join(problems[:MAX_LISTED])
         if len(problems) > MAX_LISTED:

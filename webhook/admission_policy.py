@@ -6,9 +6,11 @@ these. CEL runs in-process in kube-apiserver: no network hop, nothing that can b
 binder's state writes and every other update of a pod on the node never wait on the webhook.
 
 Rules, each a validation with a message naming the annotation and what is allowed:
-- CREATE of a pod aimed at the node: `plan.runpod.io/version` is the known format version; every
-  required plan key is present and non-empty; the values CEL can check have the plan's format;
-  no binder state key is set (a copied manifest must not adopt another pod's RunPod machine).
+- CREATE of a pod aimed at the node: `plan.runpod.io/version` is a known format version (1: a
+  GPU plan; 2: names its `plan.runpod.io/compute-type`, GPU or CPU); every plan key required for
+  what it buys (`contract.plan.REQUIRED_PLAN_KEYS`: a CPU plan has `max-vcpu-price` and no
+  `gpu-count`) is present and non-empty; the values CEL can check have the plan's format; no
+  binder state key is set (a copied manifest must not adopt another pod's RunPod machine).
 - UPDATE: `plan.runpod.io/*` and every `runpod.io/*` key that is not binder state are unchanged
   (added, removed or edited alike); binder state keys (`contract.annotations.STATE_KEYS`) change
   only in requests of one of the `state_writers` usernames: the binder's identity (in the chart
@@ -33,10 +35,15 @@ from contract.annotations import INPUT_PREFIX, PLAN_PREFIX, STATE_KEYS
 from contract.plan import (
     PLAN_CANDIDATES,
     PLAN_CLOUD,
+    PLAN_COMPUTE_TYPE,
+    PLAN_CUDA_VERSIONS,
     PLAN_DISK,
     PLAN_FORMAT_VERSION,
+    PLAN_FORMAT_VERSIONS,
     PLAN_GPU_COUNT,
     PLAN_MAX_GPU_PRICE,
+    PLAN_MAX_VCPU_PRICE,
+    PLAN_MIN_CUDA_VERSION,
     PLAN_PORTS,
     PLAN_VERSION,
     REQUIRED_PLAN_KEYS,
@@ -53,12 +60,18 @@ from webhook.problems import FROZEN_AFTER_CREATE, STATE_ON_NEW_POD
 __all__ = ["render_admission_policy"]
 
 # The shape of each value `plan_to_annotations` writes, as far as a regular expression can say.
+_PRICE: Final = r"^([1-9][0-9]*(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)$"
+_CUDA: Final = r"[0-9]+\.[0-9]+"
 _PLAN_FORMATS: Final = {
+    PLAN_COMPUTE_TYPE: r"^(GPU|CPU)$",
     PLAN_CANDIDATES: r"^\[\{.*\}\]$",
     PLAN_GPU_COUNT: r"^[1-9][0-9]{0,3}$",
+    PLAN_MIN_CUDA_VERSION: f"^{_CUDA}$",
+    PLAN_CUDA_VERSIONS: f"^{_CUDA}(,{_CUDA})*$",
     PLAN_CLOUD: r"^(SECURE|COMMUNITY)$",
     PLAN_DISK: r"^([1-9][0-9]{0,2}|1[0-9]{3}|2000)$",
-    PLAN_MAX_GPU_PRICE: r"^([1-9][0-9]*(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)$",
+    PLAN_MAX_GPU_PRICE: _PRICE,
+    PLAN_MAX_VCPU_PRICE: _PRICE,
     PLAN_PORTS: r"^([0-9]{1,5}/(http|tcp)(,[0-9]{1,5}/(http|tcp))*)?$",
 }
 
@@ -97,8 +110,16 @@ def _variables(state_writers: Sequence[str]) -> list[dict[str, str]]:
             f"variables.annotations['{PLAN_VERSION}'] : ''",
         },
         {
+            "name": "planCompute",
+            "expression": f"'{PLAN_COMPUTE_TYPE}' in variables.annotations ? "
+            f"variables.annotations['{PLAN_COMPUTE_TYPE}'] : 'GPU'",
+        },
+        {
             "name": "missingPlanKeys",
-            "expression": f"{_list(REQUIRED_PLAN_KEYS)}"
+            # What the plan buys decides its keys; a version 2 plan also names what it buys.
+            "expression": f"((variables.planCompute == 'CPU' ? {_list(REQUIRED_PLAN_KEYS['CPU'])} :\n"
+            f"{_list(REQUIRED_PLAN_KEYS['GPU'])}) +\n"
+            f"(variables.planVersion == '{PLAN_FORMAT_VERSION}' ? ['{PLAN_COMPUTE_TYPE}'] : []))\n"
             ".filter(k, !(k in variables.annotations) || variables.annotations[k] == '')",
         },
         {"name": "planFormats", "expression": "{\n  " + formats + "\n}"},
@@ -137,21 +158,23 @@ def _validations() -> list[dict[str, str]]:
     # In this order: the apiserver reports the first that fails.
     replan = "recreate the pod so the webhook plans it again"
     creating, updating = "request.operation != 'CREATE' || ", "request.operation != 'UPDATE' || "
-    planned = f"variables.planVersion != '{PLAN_FORMAT_VERSION}' || "
+    versions = _list(PLAN_FORMAT_VERSIONS, one_a_line=False)
+    expected = " or ".join(PLAN_FORMAT_VERSIONS)
+    planned = f"!(variables.planVersion in {versions}) || "
     no_plan = (
         f"{PLAN_VERSION} missing: the pod has no plan; the mutating webhook {MUTATING_WEBHOOK_NAME} "
         f"writes {PLAN_PREFIX}* (is its configuration installed?)"
     )
     return [
         {
-            "expression": f"{creating}variables.planVersion == '{PLAN_FORMAT_VERSION}'",
+            "expression": f"{creating}variables.planVersion in {versions}",
             "reason": "Forbidden",
-            "message": f"{PLAN_VERSION} missing or not {PLAN_FORMAT_VERSION}: the pod has no plan",
+            "message": f"{PLAN_VERSION} missing or not {expected}: the pod has no plan",
             "messageExpression": f"variables.planVersion == '' ? {_string(no_plan)} :\n"
             + _concat(
                 _string(f"{PLAN_VERSION}="),
                 "variables.planVersion",
-                _string(f" not supported; expected {PLAN_FORMAT_VERSION}: {replan}"),
+                _string(f" not supported; expected {expected}: {replan}"),
             ),
         },
         {

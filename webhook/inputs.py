@@ -1,14 +1,17 @@
-"""The user's inputs at admission: `runpod.io/*` annotations, GPU count and ports, validated.
+"""The user's inputs at admission: `runpod.io/*` annotations and ports, validated.
 
 Owns the annotation contract of SPEC §2 as the webhook reads it: pod-then-Job precedence (per
-key, the pod wins), one check per annotation, unknown `runpod.io/*` keys rejected with a "did you
-mean", GPU count from `nvidia.com/gpu`, ports from `containerPort`s or the `runpod.io/ports`
-override, the `runpod.io/drop-containers` list (its names are checked against the pod's
-containers in `containers`). Every rejection is a `Problem` naming the annotation, the bad value, what is allowed
-and where it came from.
+key, the pod wins), one check per annotation (the CUDA floor or exact set, the compute type,
+the vCPU cap and CPU flavour pins among them), unknown `runpod.io/*` keys rejected with a "did
+you mean", ports from `containerPort`s or the `runpod.io/ports` override, the
+`runpod.io/drop-containers` list (its names are checked against the pod's containers in
+`containers`). Every rejection is a `Problem` naming the annotation, the bad value, what is
+allowed and where it came from.
 
-Does not own: checks that need the catalog (GPU pins, data-center ids, prices: `resolving`), the
-node's data-center list (`resolving`), or the wire format (`reviews`). Pure: no I/O, no clock.
+Does not own: what the pod buys and how much (`compute`: GPU count, GPU or CPU pod, a CPU pod's
+need), checks that need the catalog (GPU and CPU pins, CUDA versions offered, data-center ids,
+prices: `resolving`), the node's data-center list (`resolving`), or the wire format (`reviews`).
+Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from contract import annotations as keys
+from contract.catalog import parse_cuda_version
 from contract.plan import Port, parse_port
 from contract.policy import (
     CLOUDS,
+    COMPUTE_TYPES,
     DEFAULT_CLOUD,
     DEFAULT_CONTAINER_DISK_GB,
+    DEFAULT_MAX_VCPU_PRICE,
     DEFAULT_REQUIRED_GPU_MEMORY_GB,
     GPU_RESOURCE,
     Cloud,
+    ComputeType,
     parse_id_list,
 )
 from webhook.problems import FORBIDDEN, Denial, Problem, clip, describe_origin, quote_items
@@ -67,16 +74,29 @@ class Inputs:
     container_disk_gb: int = DEFAULT_CONTAINER_DISK_GB
     # Containers and init containers RunPod may leave out (checked against the final pod).
     drop_containers: tuple[str, ...] = ()
+    # None = decided by the pod's nvidia.com/gpu limits (`decide_compute`).
+    compute_type: ComputeType | None = None
+    min_cuda_version: str | None = None
+    cuda_versions: tuple[str, ...] | None = None
+    cpu_types: tuple[str, ...] | None = None
+    max_vcpu_price: float | None = None
     origins: tuple[tuple[str, str], ...] = ()
+    # What the user wrote, per annotation set (for messages about it).
+    raw: tuple[tuple[str, str], ...] = ()
 
     def origin(self, key: str) -> str:
         return dict(self.origins).get(key, "the pod")
 
+    def raw_value(self, key: str) -> str:
+        return dict(self.raw).get(key, "")
+
 
 @dataclass(frozen=True, slots=True)
-class GpuCount:
-    count: int
-    defaulted: bool  # no nvidia.com/gpu limit anywhere: 1 was assumed
+class Caps:
+    """The node's price caps an annotation may only lower."""
+
+    gpu: float
+    vcpu: float = DEFAULT_MAX_VCPU_PRICE
 
 
 def suggest(word: str, choices: Sequence[str]) -> str:
@@ -140,6 +160,7 @@ def read_inputs(
     job_annotations: Mapping[str, str] | None = None,
     job_name: str | None = None,
     node_max_gpu_price: float,
+    node_max_vcpu_price: float = DEFAULT_MAX_VCPU_PRICE,
 ) -> Inputs:
     """Validate every input annotation; raise one `Denial` listing every problem found."""
     problems = find_unknown_keys(pod_annotations, origin="the pod")
@@ -149,16 +170,28 @@ def read_inputs(
             job_annotations, origin=describe_origin(job_name), known=frozenset(keys.INPUT_KEYS)
         )
     merged = merge_inputs(pod_annotations, job_annotations, job_name=job_name)
+    caps = Caps(gpu=node_max_gpu_price, vcpu=node_max_vcpu_price)
     values: dict[str, Any] = {}
     for key, (raw, origin) in merged.items():
         try:
-            values[key] = _READERS[key](raw.strip(), node_max_gpu_price)
+            values[key] = _READERS[key](raw.strip(), caps)
         except _Bad as bad:
             problems.append(
                 Problem(
                     field=key, value=raw, reason=bad.reason, allowed=bad.allowed, origin=origin, code=bad.code
                 )
             )
+    if keys.MIN_CUDA_VERSION in values and keys.CUDA_VERSIONS in values:
+        raw, origin = merged[keys.CUDA_VERSIONS]
+        problems.append(
+            Problem(
+                field=keys.CUDA_VERSIONS,
+                value=raw,
+                reason=f"{keys.MIN_CUDA_VERSION} is set too: a floor and an exact set exclude each other",
+                allowed=f"one of {keys.MIN_CUDA_VERSION} (a floor) or {keys.CUDA_VERSIONS} (an exact set)",
+                origin=origin,
+            )
+        )
     if problems:
         raise Denial.of(problems)
     return Inputs(
@@ -172,7 +205,13 @@ def read_inputs(
         template_id=values.get(keys.TEMPLATE_ID),
         container_disk_gb=values.get(keys.CONTAINER_DISK_GB, DEFAULT_CONTAINER_DISK_GB),
         drop_containers=values.get(keys.DROP_CONTAINERS, ()),
+        compute_type=values.get(keys.COMPUTE_TYPE),
+        min_cuda_version=values.get(keys.MIN_CUDA_VERSION),
+        cuda_versions=values.get(keys.CUDA_VERSIONS),
+        cpu_types=values.get(keys.CPU_TYPES),
+        max_vcpu_price=values.get(keys.MAX_VCPU_PRICE),
         origins=tuple((key, origin) for key, (_, origin) in merged.items()),
+        raw=tuple((key, raw) for key, (raw, _) in merged.items()),
     )
 
 
@@ -193,16 +232,16 @@ def _integer(raw: str, bounds: tuple[int, int], unit: str) -> int:
     return value
 
 
-def _memory(raw: str, _cap: float) -> int:
+def _memory(raw: str, _caps: Caps) -> int:
     return _integer(raw, MEMORY_RANGE, "number of GB per GPU")
 
 
-def _disk(raw: str, _cap: float) -> int:
+def _disk(raw: str, _caps: Caps) -> int:
     return _integer(raw, DISK_RANGE, "number of GB")
 
 
-def _price(raw: str, cap: float) -> float:
-    allowed = f"USD per GPU-hour, > 0 and <= the node cap {cap:g}"
+def _capped_price(raw: str, cap: float, unit: str) -> float:
+    allowed = f"USD per {unit}-hour, > 0 and <= the node cap {cap:g}"
     try:
         value = float(raw)
     except ValueError:
@@ -210,11 +249,60 @@ def _price(raw: str, cap: float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise _Bad("must be a positive number", allowed)
     if value > cap:
-        raise _Bad(f"above the node cap ${cap:g}/GPU-hour", allowed, code=FORBIDDEN)
+        raise _Bad(f"above the node cap ${cap:g}/{unit}-hour", allowed, code=FORBIDDEN)
     return value
 
 
-def _cloud(raw: str, _cap: float) -> Cloud:
+def _price(raw: str, caps: Caps) -> float:
+    return _capped_price(raw, caps.gpu, "GPU")
+
+
+def _vcpu_price(raw: str, caps: Caps) -> float:
+    return _capped_price(raw, caps.vcpu, "vCPU")
+
+
+def _compute(raw: str, _caps: Caps) -> ComputeType:
+    for compute in COMPUTE_TYPES:
+        if raw == compute:
+            return compute
+    hint = f"; did you mean {raw.upper()}?" if raw.upper() in COMPUTE_TYPES else ""
+    raise _Bad(
+        f"unknown compute type{hint}",
+        f"GPU (a RunPod GPU pod) or CPU (a RunPod CPU pod, no GPU); default: GPU with a {GPU_RESOURCE} limit, else CPU",
+    )
+
+
+_CUDA_ALLOWED: Final = "a CUDA version as major.minor, e.g. 12.4 (a bare major such as 12 names no version)"
+
+
+def _cuda_version(raw: str, _caps: Caps) -> str:
+    try:
+        parse_cuda_version(raw)
+    except ValueError:
+        raise _Bad("not a CUDA version", _CUDA_ALLOWED) from None
+    return raw
+
+
+def _cuda_versions(raw: str, _caps: Caps) -> tuple[str, ...]:
+    allowed = f"a comma-separated list of CUDA versions, each {_CUDA_ALLOWED}"
+    versions = parse_id_list(raw)
+    if not versions:
+        raise _Bad("empty list", allowed)
+    bad = [v for v in versions if not _is_cuda_version(v)]
+    if bad:
+        raise _Bad(f"not a CUDA version: {quote_items(bad)}", allowed)
+    return versions
+
+
+def _is_cuda_version(text: str) -> bool:
+    try:
+        parse_cuda_version(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _cloud(raw: str, _caps: Caps) -> Cloud:
     for cloud in CLOUDS:
         if raw == cloud:
             return cloud
@@ -232,15 +320,19 @@ def _id_list(raw: str, what: str) -> tuple[str, ...]:
     return ids
 
 
-def _gpu_types(raw: str, _cap: float) -> tuple[str, ...]:
+def _gpu_types(raw: str, _caps: Caps) -> tuple[str, ...]:
     return _id_list(raw, "RunPod GPU type ids (e.g. NVIDIA A40)")
 
 
-def _datacenters(raw: str, _cap: float) -> tuple[str, ...]:
+def _cpu_types(raw: str, _caps: Caps) -> tuple[str, ...]:
+    return _id_list(raw, "RunPod CPU flavour ids (e.g. cpu5c)")
+
+
+def _datacenters(raw: str, _caps: Caps) -> tuple[str, ...]:
     return _id_list(raw, "RunPod data-center ids (e.g. EU-RO-1)")
 
 
-def _ports(raw: str, _cap: float) -> tuple[Port, ...]:
+def _ports(raw: str, _caps: Caps) -> tuple[Port, ...]:
     # An empty value is a deliberate "expose nothing": the override replaces detection entirely.
     allowed = "a comma-separated list of PORT/http or PORT/tcp, PORT 1..65535, each port once"
     ports: list[Port] = []
@@ -258,7 +350,7 @@ def _ports(raw: str, _cap: float) -> tuple[Port, ...]:
     return tuple(ports)
 
 
-def _container_names(raw: str, _cap: float) -> tuple[str, ...]:
+def _container_names(raw: str, _caps: Caps) -> tuple[str, ...]:
     allowed = "a comma-separated list of container names (lowercase DNS labels, at most 63 characters)"
     names = parse_id_list(raw)
     if not names:
@@ -269,7 +361,7 @@ def _container_names(raw: str, _cap: float) -> tuple[str, ...]:
     return names
 
 
-def _identifier(raw: str, _cap: float) -> str:
+def _identifier(raw: str, _caps: Caps) -> str:
     allowed = f"a non-empty RunPod id without spaces, at most {_MAX_ID_CHARS} characters"
     if not raw or len(raw) > _MAX_ID_CHARS or any(c.isspace() or c == "," for c in raw):
         raise _Bad("not a RunPod id", allowed)
@@ -287,86 +379,12 @@ _READERS: Final = {
     keys.TEMPLATE_ID: _identifier,
     keys.CONTAINER_DISK_GB: _disk,
     keys.DROP_CONTAINERS: _container_names,
+    keys.COMPUTE_TYPE: _compute,
+    keys.MIN_CUDA_VERSION: _cuda_version,
+    keys.CUDA_VERSIONS: _cuda_versions,
+    keys.CPU_TYPES: _cpu_types,
+    keys.MAX_VCPU_PRICE: _vcpu_price,
 }
-
-
-def count_gpus(spec: Mapping[str, Any]) -> GpuCount:
-    """GPUs for the whole pod: the sum over containers of `nvidia.com/gpu` limits.
-
-    Init containers run before the app containers, so the pod needs the larger of their single
-    biggest demand and the containers' sum (Kubernetes' own effective-request rule).
-    """
-    problems: list[Problem] = []
-    seen_any = False
-    totals = {"containers": 0, "initContainers": 0}
-    for field in ("containers", "initContainers"):
-        for index, container in enumerate(_list(spec.get(field))):
-            resources = container.get("resources") if isinstance(container, Mapping) else None
-            resources = resources if isinstance(resources, Mapping) else {}
-            where = f"spec.{field}[{index}].resources"
-            limit = _gpu_quantity(resources.get("limits"), f"{where}.limits", problems)
-            request = _gpu_quantity(resources.get("requests"), f"{where}.requests", problems)
-            if limit is None and request is None:
-                continue
-            seen_any = True
-            if limit is None:
-                problems.append(
-                    Problem(
-                        field=f'{where}.requests["{GPU_RESOURCE}"]',
-                        value=str(request),
-                        reason="a GPU request needs a limit",
-                        allowed=f'limits["{GPU_RESOURCE}"] (requests may be omitted or equal it)',
-                    )
-                )
-                continue
-            if request is not None and request != limit:
-                problems.append(
-                    Problem(
-                        field=f'{where}.requests["{GPU_RESOURCE}"]',
-                        value=str(request),
-                        reason=f"differs from the limit {limit}",
-                        allowed="requests equal to limits, or requests omitted",
-                    )
-                )
-            if field == "containers":
-                totals[field] += limit
-            else:
-                totals[field] = max(totals[field], limit)
-    if problems:
-        raise Denial.of(problems)
-    if not seen_any:
-        return GpuCount(count=1, defaulted=True)
-    count = max(totals["containers"], totals["initContainers"])
-    if count < 1:
-        raise Denial.of(
-            [
-                Problem(
-                    field=f'spec.containers[*].resources.limits["{GPU_RESOURCE}"]',
-                    value=str(count),
-                    reason="a pod on the RunPod node needs at least one GPU",
-                    allowed="an integer >= 1 in total",
-                )
-            ]
-        )
-    return GpuCount(count=count, defaulted=False)
-
-
-def _gpu_quantity(mapping: object, where: str, problems: list[Problem]) -> int | None:
-    if not isinstance(mapping, Mapping) or GPU_RESOURCE not in mapping:
-        return None
-    raw = mapping[GPU_RESOURCE]
-    text = str(raw).strip()
-    if isinstance(raw, bool) or not text.isascii() or not text.isdigit():
-        problems.append(
-            Problem(
-                field=f'{where}["{GPU_RESOURCE}"]',
-                value=text,
-                reason="not a whole number",
-                allowed="an integer",
-            )
-        )
-        return None
-    return int(text)
 
 
 def detect_ports(spec: Mapping[str, Any]) -> tuple[tuple[Port, ...], tuple[str, ...]]:

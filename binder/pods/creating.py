@@ -48,9 +48,11 @@ from binder.pods.decisions import (
     build_create_request,
     candidate_violation,
     classify_create_error,
+    describe_purchase,
     next_attempt,
     price_cap,
     recover_attempt,
+    unit_name,
     wants_global_networking,
 )
 from binder.pods.env import (
@@ -212,19 +214,23 @@ async def _walk(
             skipped.append(violation)
             continue
         usage = ctx.ledger.usage(excluding=uid)
+        vcpus = candidate.vcpu_count or 0
         over = budget_violation(
             usage=usage,
             gpus=plan.gpu_count,
             usd_per_hour=candidate.usd_per_hour,
             gpu_budget=ctx.settings.gpu_budget,
             max_spend_per_hour=ctx.settings.max_spend_per_hour,
+            vcpus=vcpus,
+            cpu_budget=ctx.settings.cpu_budget,
         )
         if over is not None:
             over_budget = over_budget or over
             continue
         # Reserve before any await so a concurrent worker sees this pod's share.
         now = ctx.clock()
-        ctx.ledger.reserve(uid, Usage(gpus=plan.gpu_count, usd_per_hour=candidate.usd_per_hour), at=now)
+        share = Usage(gpus=plan.gpu_count, usd_per_hour=candidate.usd_per_hour, vcpus=vcpus)
+        ctx.ledger.reserve(uid, share, at=now)
 
         attempt = next_attempt(recorded)
         name = runpod_pod_name(cluster_id=ctx.cluster_id, uid=uid, attempt=attempt)
@@ -277,7 +283,7 @@ async def _walk(
             name,
             metadata["namespace"],
             metadata["name"],
-            candidate.gpu_type_id,
+            candidate.label,
         )
         # Checked again right before spending: the intent write may have taken long enough for
         # the lease to lapse. Intent recorded without a POST is safe: recovery looks it up.
@@ -306,7 +312,7 @@ async def _walk(
                     pod,
                     "Warning",
                     step.reason,
-                    f"{candidate.gpu_type_id} in {candidate.datacenter_id or 'any data center'}: {step.message}",
+                    f"{candidate.label} in {candidate.datacenter_id or 'any data center'}: {step.message}",
                 )
                 continue
             if step.next is Next.STOP_PAYMENT:
@@ -330,7 +336,8 @@ async def _walk(
         ctx.metrics.created("created")
         await _record_created(ctx, pod, created, plan)
         cap = price_cap(plan, ctx.policy)
-        if created.cost / plan.gpu_count > cap + 1e-9:
+        per_unit = created.cost / plan.units(candidate)
+        if per_unit > cap + 1e-9:
             # The catalog the plan came from was stale: RunPod bills more than the cap allows.
             # The id is recorded, so terminating it now cannot leak; the pod fails and its
             # controller (a Job, say) makes a new one that the webhook plans afresh.
@@ -339,7 +346,7 @@ async def _walk(
                 pod,
                 Failure(
                     reason="PriceAboveCap",
-                    message=f"RunPod pod {created.id} costs ${created.cost / plan.gpu_count:.4g}/GPU-hour, "
+                    message=f"RunPod pod {created.id} costs ${per_unit:.4g}/{unit_name(plan)}-hour, "
                     f"above the cap ${cap:.4g}; terminated",
                 ),
             )
@@ -348,7 +355,7 @@ async def _walk(
             pod,
             "Normal",
             "Created",
-            f"RunPod pod {created.id} ({candidate.gpu_type_id} x{plan.gpu_count}, "
+            f"RunPod pod {created.id} ({describe_purchase(plan, candidate)}, "
             f"{created.data_center_id or 'data center pending'}, ${created.cost:.2f}/h)",
         )
         return None

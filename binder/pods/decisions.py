@@ -42,7 +42,7 @@ from runpod_api.errors import (
     RunPodTimeout,
     RunPodUnprocessable,
 )
-from runpod_api.models import CreateGpuConfig, CreatePodRequest, Pod
+from runpod_api.models import CreateCpuConfig, CreateGpuConfig, CreatePodRequest, Pod
 
 # How long a just-POSTed pod may stay invisible in `GET /v2/pods` (notes §9.2: up to ~30 s).
 VISIBILITY_WINDOW: Final = timedelta(seconds=30)
@@ -104,8 +104,21 @@ def classify_create_error(exc: RunPodError) -> Step:
 
 
 def price_cap(plan: Plan, policy: NodePolicy) -> float:
-    """The effective per-GPU cap: the node's, or the pod's own when lower."""
-    return min(plan.max_gpu_price, policy.max_gpu_price)
+    """The effective cap per unit the plan buys (per GPU-hour, or per vCPU-hour for a CPU
+    plan): the node's, or the pod's own when lower."""
+    return min(plan.max_unit_price(), policy.max_unit_price(plan.compute_type))
+
+
+def describe_purchase(plan: Plan, candidate: Candidate) -> str:
+    """What a create buys, for Events: `NVIDIA A40 x2`, `cpu3c x4 vCPU`."""
+    if candidate.compute_type == "CPU":
+        return candidate.label
+    return f"{candidate.label} x{plan.gpu_count}"
+
+
+def unit_name(plan: Plan) -> str:
+    """What the cap is counted in: `GPU` or `vCPU` (as in "USD per GPU-hour")."""
+    return "vCPU" if plan.compute_type == "CPU" else "GPU"
 
 
 def datacenters_for(candidate: Candidate, plan: Plan, policy: NodePolicy) -> list[str] | None:
@@ -126,10 +139,11 @@ def datacenters_for(candidate: Candidate, plan: Plan, policy: NodePolicy) -> lis
 
 def candidate_violation(candidate: Candidate, plan: Plan, policy: NodePolicy) -> str | None:
     """Why the node policy forbids spending on this candidate now, or None (defence in depth)."""
-    per_gpu = candidate.usd_per_hour / plan.gpu_count
+    per_unit = plan.unit_price(candidate)
     cap = price_cap(plan, policy)
-    if per_gpu > cap + 1e-9:
-        return f"{candidate.gpu_type_id} costs ${per_gpu:.4g}/GPU-hour, above the cap ${cap:.4g}"
+    if per_unit > cap + 1e-9:
+        unit = unit_name(plan)
+        return f"{candidate.label} costs ${per_unit:.4g}/{unit}-hour, above the cap ${cap:.4g}"
     if candidate.datacenter_id and not policy.allows_datacenter(candidate.datacenter_id):
         return f"data center {candidate.datacenter_id} is not allowed on this node"
     if datacenters_for(candidate, plan, policy) == []:
@@ -140,10 +154,26 @@ def candidate_violation(candidate: Candidate, plan: Plan, policy: NodePolicy) ->
 def wants_global_networking(candidate: Candidate, catalog: Catalog | None) -> bool:
     """Join RunPod's global network where the candidate may: an NVIDIA GPU in a data center
     the catalog says has it. It gives the pod a private address (its podIP when it has no
-    public one); asked for nowhere else, since RunPod refuses it there."""
-    return catalog is not None and catalog.offers_global_network(
-        candidate.gpu_type_id, candidate.datacenter_id
+    public one); asked for nowhere else, since RunPod refuses it there (CPU pods never)."""
+    return (
+        catalog is not None
+        and candidate.gpu_type_id is not None
+        and catalog.offers_global_network(candidate.gpu_type_id, candidate.datacenter_id)
     )
+
+
+def compute_of(plan: Plan, candidate: Candidate) -> tuple[CreateGpuConfig | None, CreateCpuConfig | None]:
+    """The create body's compute, (`gpu`, `cpu`), exactly one set: the GPU type and count with
+    the plan's CUDA requirement, or the CPU flavour and vCPU count (a CPU plan buys no GPU)."""
+    if candidate.cpu_type_id is not None and candidate.vcpu_count is not None:
+        return None, CreateCpuConfig(id=candidate.cpu_type_id, vcpu_count=candidate.vcpu_count)
+    gpu = CreateGpuConfig(
+        id=candidate.gpu_type_id or "",
+        count=plan.gpu_count,
+        min_cuda_version=plan.min_cuda_version,
+        allowed_cuda_versions=list(plan.cuda_versions) or None,
+    )
+    return gpu, None
 
 
 def build_create_request(
@@ -159,11 +189,13 @@ def build_create_request(
     global_networking: bool = False,
 ) -> CreatePodRequest:
     """Everything the pod asks for; the owner markers win over any user variable of that name."""
+    gpu, cpu = compute_of(plan, candidate)
     return CreatePodRequest(
         name=name,
         image=image or None,
         template_id=plan.template_id,
-        gpu=CreateGpuConfig(id=candidate.gpu_type_id, count=plan.gpu_count),
+        gpu=gpu,
+        cpu=cpu,
         cloud=plan.cloud,
         data_center_ids=datacenters_for(candidate, plan, policy),
         disk=plan.container_disk_gb,

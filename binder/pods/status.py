@@ -50,8 +50,10 @@ from pydantic import BaseModel, ConfigDict
 from binder.pods.containers import not_run_note, not_run_status
 from binder.pods.diagnosing import Diagnosis
 from contract.annotations import (
+    CHOSEN_CPU_TYPE,
     CHOSEN_DATACENTER,
     CHOSEN_GPU_TYPE,
+    CHOSEN_VCPU_COUNT,
     COST_PER_HOUR,
     PORT_MAPPINGS,
     PUBLIC_IP,
@@ -298,6 +300,10 @@ def state_annotations(runpod: Pod, ports: Sequence[Port]) -> dict[str, str]:
     annotations: dict[str, str] = {}
     if runpod.gpu is not None:
         annotations[CHOSEN_GPU_TYPE] = runpod.gpu.id
+    if runpod.cpu is not None:
+        annotations[CHOSEN_CPU_TYPE] = runpod.cpu.id
+        if runpod.cpu.vcpu_count:
+            annotations[CHOSEN_VCPU_COUNT] = str(runpod.cpu.vcpu_count)
     if runpod.data_center_id:
         annotations[CHOSEN_DATACENTER] = runpod.data_center_id
     if runpod.cost > 0:

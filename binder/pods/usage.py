@@ -29,44 +29,10 @@ from datetime import datetime
 from typing import Any
 
 from contract.annotations import POD_ID
+from contract.quantities import parse_cpu, parse_memory
 from runpod_api.models import Pod
 
 __all__ = ["PodUsage", "Shape", "UsageLedger", "advance", "parse_cpu", "parse_memory", "shape_of"]
-
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
-
-
-def parse_cpu(quantity: Any) -> float | None:
-    """A Kubernetes CPU quantity in cores (`"500m"` -> 0.5, `2` -> 2.0); None if unparsable."""
-    return _quantity(quantity)
-
-
-def parse_memory(quantity: Any) -> float | None:
-    """A Kubernetes memory quantity in bytes (`"16Gi"`, `"1G"`, `"128974848"`)."""
-    return _quantity(quantity)
-
-
-def _quantity(quantity: Any) -> float | None:
-    if isinstance(quantity, int | float) and not isinstance(quantity, bool):
-        return float(quantity)
-    if not isinstance(quantity, str) or not quantity.strip():
-        return None
-    text = quantity.strip()
-    for suffix, factor in _BINARY.items():
-        if text.endswith(suffix):
-            return _number(text[: -len(suffix)], factor)
-    if text[-1] in _DECIMAL:
-        return _number(text[:-1], _DECIMAL[text[-1]])
-    return _number(text, 1.0)
-
-
-def _number(text: str, factor: float) -> float | None:
-    try:
-        value = float(text) * factor
-    except ValueError:
-        return None
-    return value if value >= 0 else None
 
 
 @dataclass(frozen=True)

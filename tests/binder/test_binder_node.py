@@ -52,7 +52,8 @@ def test_node_carries_the_labels_taint_and_provider_id_the_scheduler_and_autosca
 
 
 def test_status_advertises_capacity_address_and_kubelet_endpoint_from_settings() -> None:
-    settings = _settings(gpu_budget=8, cpu_capacity="500", memory_capacity="2Ti", pods_capacity=300,
+    # The CPU budget is the node's cpu capacity, as the GPU budget is its nvidia.com/gpu.
+    settings = _settings(gpu_budget=8, cpu_budget=500, memory_capacity="2Ti", pods_capacity=300,
                          node_address="10.0.0.7", kubelet_port=10443)  # fmt: skip
     status = build_node_status(settings=settings, conditions=[])
     expected = {"nvidia.com/gpu": "8", "cpu": "500", "memory": "2Ti", "pods": "300"}

@@ -8,25 +8,28 @@ loaded two-core CI machine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
 
+from binder.catalog_publisher import fetch_catalog
 from binder.testing import BinderProcess
 from binder.testing import wait_for as _wait_for
-from contract.catalog import build_catalog, parse_catalog_document
+from contract.catalog import Catalog, parse_catalog_document
 from contract.policy import CATALOG_CONFIGMAP, CATALOG_CONFIGMAP_KEY
+from runpod_api.client import RunPodClient
 from sandbox.testing import running_sandbox
 
 pytestmark = pytest.mark.cluster
@@ -144,23 +147,15 @@ def test_node_registers_turns_ready_renews_its_lease_publishes_the_catalog_and_f
             timeout=15,
         )
 
-        # The catalog ConfigMap carries exactly what the sandbox offers.
+        # The catalog ConfigMap carries exactly what the sandbox offers: GPUs with CUDA per data
+        # center, and CPU flavours.
         configmap = _wait_for("catalog ConfigMap", lambda: _configmap(v1, namespace), timeout=30)
         published = parse_catalog_document(configmap[CATALOG_CONFIGMAP_KEY])
-        answers = {
-            cloud: httpx.get(
-                f"{sb.base_url}/v2/catalog/gpus",
-                params={"include": "AVAILABILITY", "product": "POD", "cloud": cloud},
-                headers={"Authorization": f"Bearer {API_KEY}"},
-            ).json()
-            for cloud in ("SECURE", "COMMUNITY")
-        }
-        datacenters = httpx.get(
-            f"{sb.base_url}/v2/catalog/datacenters", headers={"Authorization": f"Bearer {API_KEY}"}
-        ).json()
-        expected = build_catalog(gpus_by_cloud=answers, datacenters=datacenters)  # type: ignore[arg-type]
-        assert published.gpu_types and published.revision == expected.revision
+        expected = asyncio.run(_fetch(sb.base_url))
+        assert published.gpu_types and published.cpu_types and published.revision == expected.revision
         assert published.fetched_at is not None
+        # The node's cpu capacity is the CPU budget (default 64 vCPUs).
+        assert node["status"]["capacity"]["cpu"] == node["status"]["allocatable"]["cpu"] == "64"
 
         assert binder.readyz() == 200
         assert "runpod_kubelet_node_ready 1.0" in binder.metrics()
@@ -187,6 +182,11 @@ def test_node_registers_turns_ready_renews_its_lease_publishes_the_catalog_and_f
         released = _lease_spec(coord, namespace, f"runpod-kubelet-binder-{node_name}")
         assert released is not None and not released.get("holderIdentity")
         assert API_KEY not in binder.output()
+
+
+async def _fetch(base_url: str) -> Catalog:
+    async with RunPodClient(api_key=API_KEY, base_url=base_url) as client:
+        return await fetch_catalog(client, now=datetime.now(UTC))
 
 
 def _configmap(v1: k8s.CoreV1Api, namespace: str) -> dict[str, str] | None:

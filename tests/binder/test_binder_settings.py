@@ -44,10 +44,24 @@ def test_defaults_match_the_spec() -> None:
     assert settings.namespace == "kube-system"
     assert settings.reconcile_interval == 30
     assert settings.gpu_budget == 4
+    assert settings.cpu_budget == 64
+    assert settings.max_vcpu_price == 0.1
+    assert settings.node_policy().max_vcpu_price == 0.1
     assert settings.kubelet_port == 10250
     assert settings.runpod_base_url == "https://api.runpod.io"
     assert (settings.lease_duration, settings.renew_deadline, settings.retry_period) == (15, 10, 2)
     assert settings.leader_election is True
+
+
+def test_the_cpu_budget_and_vcpu_cap_are_a_flag_and_an_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CPU_BUDGET", "128")
+    monkeypatch.setenv("MAX_VCPU_PRICE", "0.05")
+    from_env = load_binder_settings([])
+    assert (from_env.cpu_budget, from_env.node_policy().max_vcpu_price) == (128, 0.05)
+    from_flags = load_binder_settings(["--cpu-budget", "8", "--max-vcpu-price", "0.07"])
+    assert (from_flags.cpu_budget, from_flags.max_vcpu_price) == (8, 0.07)
 
 
 def test_downward_api_environment_names_set_identity_and_address(monkeypatch: pytest.MonkeyPatch) -> None:

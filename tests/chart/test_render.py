@@ -39,6 +39,9 @@ VALUE_MATRIX: dict[str, tuple[str, ...]] = {
         'kubelet.datacenterIds=["EU-RO-1","US-KS-2"]',
         "kubelet.maxSpendPerHour=12.5",
         "kubelet.gpuBudget=16",
+        "kubelet.cpuBudget=24",
+        "kubelet.maxVcpuPrice=0.07",
+        "kubelet.defaultComputeType=GPU",
         "kubelet.maxCandidates=8",
         "kubelet.kubeletPort=10260",
         "kubelet.logLevel=debug",
@@ -103,6 +106,9 @@ def test_every_rendered_manifest_passes_strict_kubernetes_validation(
         ("kubelet.maxGpuPrice=true", "/kubelet/maxGpuPrice"),
         ("kubelet.reconcileInterval=-5", "/kubelet/reconcileInterval"),
         ("kubelet.gpuBudget=many", "/kubelet/gpuBudget"),
+        ("kubelet.cpuBudget=-1", "/kubelet/cpuBudget"),
+        ("kubelet.maxVcpuPrice=free", "/kubelet/maxVcpuPrice"),
+        ("kubelet.defaultComputeType=TPU", "/kubelet/defaultComputeType"),
         ("kubelet.kubeletPort=70000", "/kubelet/kubeletPort"),
         ("kubelet.logLevel=loud", "/kubelet/logLevel"),
         ("kubelet.datacenterIds=EU-RO-1", "/kubelet/datacenterIds"),
@@ -207,6 +213,7 @@ def test_every_binder_and_webhook_knob_reaches_the_settings(
     assert binder.datacenter_ids == "EU-RO-1,US-KS-2"
     assert binder.max_spend_per_hour == 12.5
     assert binder.gpu_budget == 16
+    assert (binder.cpu_budget, binder.max_vcpu_price) == (24, 0.07)
     assert binder.max_candidates == 8
     assert binder.kubelet_port == 10260
     assert binder.log_level == "debug"
@@ -223,6 +230,8 @@ def test_every_binder_and_webhook_knob_reaches_the_settings(
     assert (webhook.node_name, webhook.max_candidates, webhook.port) == ("gpu-cloud", 8, 8443)
     assert webhook.outage_toleration_seconds == 3600
     assert webhook.apiserver_default_toleration_seconds == 60
+    assert webhook.node_policy().max_vcpu_price == 0.07
+    assert webhook.node_policy().default_compute_type == "GPU"
 
 
 def test_an_unlimited_outage_toleration_reaches_the_webhook_as_no_limit(

@@ -93,3 +93,96 @@ def test_the_drop_list_round_trips_and_is_omitted_when_empty() -> None:
     assert plan_drop_containers(annotations) == ("istio-proxy", "setup")
     assert PLAN_DROP_CONTAINERS not in plan_to_annotations(_plan())
     assert plan_drop_containers({}) == ()
+
+
+def _cpu_plan(**overrides: object) -> Plan:
+    fields: dict[str, object] = {
+        "compute_type": "CPU",
+        "candidates": (
+            Candidate(
+                cpu_type_id="cpu3c", vcpu_count=4, datacenter_id="EU-RO-1", usd_per_hour=0.12, stock="HIGH"
+            ),
+            Candidate(cpu_type_id="cpu3m", vcpu_count=2, datacenter_id="US-KS-2", usd_per_hour=0.12),
+        ),
+        "gpu_count": 0,
+        "cloud": "SECURE",
+        "container_disk_gb": 20,
+        "max_vcpu_price": 0.1,
+        "catalog_revision": "3f2a9c1b7d00",
+    }
+    fields.update(overrides)
+    return Plan.model_validate(fields)
+
+
+def test_a_cpu_plan_round_trips_as_version_2_without_gpu_keys() -> None:
+    plan = _cpu_plan()
+    annotations = plan_to_annotations(plan)
+    assert annotations[PLAN_VERSION] == "2"
+    assert annotations["plan.runpod.io/compute-type"] == "CPU"
+    assert PLAN_GPU_COUNT not in annotations and "plan.runpod.io/max-gpu-price" not in annotations
+    assert annotations["plan.runpod.io/max-vcpu-price"] == "0.1"
+    assert plan_from_annotations(annotations) == plan
+    assert plan.unit_price(plan.candidates[0]) == pytest.approx(0.03)
+    assert plan.candidates[0].label == "cpu3c x4 vCPU"
+
+
+def test_a_gpu_plan_with_a_cuda_requirement_round_trips_as_version_2() -> None:
+    floor = _plan(min_cuda_version="12.4")
+    assert plan_to_annotations(floor)[PLAN_VERSION] == "2"
+    assert plan_from_annotations(plan_to_annotations(floor)) == floor
+    exact = _plan(cuda_versions=("12.4", "12.8"))
+    assert plan_to_annotations(exact)["plan.runpod.io/cuda-versions"] == "12.4,12.8"
+    assert plan_from_annotations(plan_to_annotations(exact)) == exact
+    assert plan_to_annotations(_plan())[PLAN_VERSION] == "1"  # no requirement: what it always was
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("plan.runpod.io/min-cuda-version", "12.4", "not part of a plan.runpod.io/version='1' plan"),
+        ("plan.runpod.io/compute-type", "GPU", "not part of a plan.runpod.io/version='1' plan"),
+    ],
+)
+def test_a_version_1_plan_carrying_a_version_2_key_is_refused_not_half_read(
+    key: str, value: str, message: str
+) -> None:
+    annotations = plan_to_annotations(_plan())
+    annotations[key] = value
+    with pytest.raises(PlanError, match=message):
+        plan_from_annotations(annotations)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"plan.runpod.io/compute-type": None}, "compute-type missing"),
+        ({"plan.runpod.io/compute-type": "TPU"}, "allowed: GPU, CPU"),
+        ({"plan.runpod.io/max-vcpu-price": None}, "max-vcpu-price missing"),
+        ({"plan.runpod.io/cloud": "COMMUNITY"}, "SECURE cloud only"),
+        ({"plan.runpod.io/gpu-count": "1"}, "gpu-count: not part of a CPU plan"),
+        ({"plan.runpod.io/candidates": '[{"gpu":"NVIDIA A40","usdPerHour":0.4}]'}, "CPU one"),
+        ({"plan.runpod.io/candidates": '[{"cpu":"cpu3c","usdPerHour":0.4}]'}, "vcpus"),
+        ({"plan.runpod.io/candidates": '[{"cpu":"cpu3c","vcpus":3,"usdPerHour":0.4}]'}, "power of two"),
+        (
+            {"plan.runpod.io/candidates": '[{"cpu":"cpu3c","gpu":"A40","vcpus":2,"usdPerHour":0.4}]'},
+            "exactly one",
+        ),
+        ({"plan.runpod.io/min-cuda-version": "12.4"}, "min-cuda-version: not part of a CPU plan"),
+    ],
+)
+def test_a_malformed_cpu_plan_says_what_is_wrong(change: dict[str, str | None], message: str) -> None:
+    annotations = plan_to_annotations(_cpu_plan())
+    for key, value in change.items():
+        if value is None:
+            annotations.pop(key)
+        else:
+            annotations[key] = value
+    with pytest.raises(PlanError, match=message):
+        plan_from_annotations(annotations)
+
+
+def test_a_cuda_floor_and_an_exact_set_exclude_each_other() -> None:
+    annotations = plan_to_annotations(_plan(min_cuda_version="12.4"))
+    annotations["plan.runpod.io/cuda-versions"] = "12.8"
+    with pytest.raises(PlanError, match="mutually exclusive"):
+        plan_from_annotations(annotations)

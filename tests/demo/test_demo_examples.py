@@ -40,9 +40,12 @@ def _documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def test_the_examples_cover_a_gpu_pod_with_an_http_port_a_gpu_job_and_job_level_annotations() -> None:
+def test_the_examples_cover_a_gpu_pod_with_an_http_port_a_gpu_job_a_cpu_job_and_job_level_annotations() -> (
+    None
+):
     kinds = {p.name: [d["kind"] for d in _documents(p)] for p in EXAMPLE_FILES}
     assert kinds == {
+        "cpu-job.yaml": ["Job"],
         "gpu-job.yaml": ["Job"],
         "gpu-pod.yaml": ["Pod"],
         "job-level-annotations.yaml": ["Job"],
@@ -59,10 +62,31 @@ def test_each_example_is_admitted_at_the_default_node_cap(path: Path, sandbox_ca
         admitted = admit_manifest(document, namespace="default", catalog=sandbox_catalog, policy=policy)
         plan = plan_from_annotations(admitted.pod["metadata"]["annotations"])
         assert plan.catalog_revision == sandbox_catalog.revision
-        assert all(c.usd_per_hour <= policy.max_gpu_price * plan.gpu_count for c in plan.candidates)
+        cap = policy.max_unit_price(plan.compute_type)
+        assert all(plan.unit_price(c) <= cap for c in plan.candidates)
         for candidate in plan.candidates:
-            gpu = sandbox_catalog.gpu(candidate.gpu_type_id)
+            if plan.compute_type == "CPU":
+                assert (
+                    candidate.cpu_type_id is not None
+                    and sandbox_catalog.cpu(candidate.cpu_type_id) is not None
+                )
+                continue
+            gpu = sandbox_catalog.gpu(candidate.gpu_type_id or "")
             assert gpu is not None and gpu.memory_gb >= 16
+
+
+def test_the_cpu_job_runs_on_the_cheapest_cpu_flavour_that_holds_it_and_buys_no_gpu(
+    sandbox_catalog: Catalog,
+) -> None:
+    (job,) = _documents(EXAMPLES / "cpu-job.yaml")
+    admitted = admit_manifest(job, namespace="default", catalog=sandbox_catalog, policy=NodePolicy())
+    template = admitted.manifest["spec"]["template"]
+    plan = plan_from_annotations(template["metadata"]["annotations"])
+    assert plan.compute_type == "CPU" and plan.gpu_count == 0 and plan.max_vcpu_price == 0.05
+    # cpu 2 and 4 GB: 2 vCPUs of the cheapest flavour (2 GB each), in each data center with stock.
+    assert [(c.cpu_type_id, c.vcpu_count) for c in plan.candidates] == [("cpu3c", 2)] * len(plan.candidates)
+    assert plan.candidates[0].usd_per_hour == 0.06
+    assert "nvidia.com/gpu" not in str(template["spec"]["containers"][0]["resources"])
 
 
 def test_the_pod_example_exposes_8888_as_http(sandbox_catalog: Catalog) -> None:

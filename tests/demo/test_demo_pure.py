@@ -115,6 +115,47 @@ def test_the_plan_is_narrated_with_gpu_price_data_centers_and_ports() -> None:
     ]
 
 
+def test_a_cpu_plan_is_narrated_with_flavours_vcpus_and_the_vcpu_cap() -> None:
+    plan = Plan(
+        compute_type="CPU",
+        candidates=(
+            Candidate(cpu_type_id="cpu3c", vcpu_count=4, datacenter_id="EU-RO-1", usd_per_hour=0.12),
+        ),
+        gpu_count=0,
+        cloud="SECURE",
+        container_disk_gb=20,
+        max_vcpu_price=0.05,
+        catalog_revision="abc",
+    )
+    assert render_plan(plan)[:3] == [
+        "CPU candidates (a RunPod CPU pod, no GPU), tried in this order (SECURE cloud):",
+        "  1. cpu3c x4 vCPU in EU-RO-1 at $0.12/hour",
+        "price cap: $0.05 per vCPU-hour",
+    ]
+    cuda = Plan(
+        candidates=(Candidate(gpu_type_id="NVIDIA A40", usd_per_hour=0.44),),
+        cloud="SECURE",
+        container_disk_gb=20,
+        max_gpu_price=0.5,
+        min_cuda_version="12.8",
+        catalog_revision="abc",
+    )
+    assert "host CUDA: CUDA >= 12.8" in render_plan(cuda)
+    running = {
+        "metadata": {
+            "annotations": {
+                "runpod.io/pod-id": "p2",
+                "runpod.io/cpu-type": "cpu3c",
+                "runpod.io/vcpu-count": "4",
+                "runpod.io/datacenter-id": "EU-RO-1",
+            }
+        },
+        "spec": {"nodeName": "virtual-runpod"},
+        "status": {"phase": "Running"},
+    }
+    assert progress_line(running) == "Running; RunPod pod p2 (cpu3c x4 vCPU in EU-RO-1)"
+
+
 def test_progress_lines_show_phase_container_state_and_the_runpod_pod() -> None:
     pending = {"spec": {}, "status": {"phase": "Pending"}}
     assert progress_line(pending) == "Pending; not scheduled yet"

@@ -97,6 +97,11 @@ def _start_webhook(
             [
                 sys.executable, "-m", "runpod_kubelet.cli", "webhook",
                 f"--kubeconfig={plane.kubeconfig}", f"--namespace={system}", f"--node-name={node}",
+                # The suite's pods have no GPU limit, no tcp port and cannot carry annotations, and
+                # each of its tests waits for a podIP: a RunPod CPU pod without a tcp port has no
+                # address RunPod reports, while a GPU pod is planned where global networking gives
+                # it one. So this node keeps the behaviour before CPU pods (tested elsewhere).
+                "--default-compute-type=GPU",
                 "--max-gpu-price=2", f"--tls-cert-file={tls / 'tls.crt'}",
                 f"--tls-key-file={tls / 'tls.key'}", f"--port={port}", "--host=127.0.0.1",
             ],

@@ -91,6 +91,28 @@ async def test_the_catalog_answers_are_returned_raw(client: RunPodClient) -> Non
     assert any(dc["id"] == "EU-RO-1" for dc in centers["dataCenters"])
 
 
+async def test_the_cpu_catalog_and_cuda_scoped_gpu_catalog_are_returned_raw(client: RunPodClient) -> None:
+    cpus = await client.cpu_catalog()
+    assert {"cpu3c", "cpu5c"} <= {c["id"] for c in cpus["cpus"]}
+    assert all("availability" in c for c in cpus["cpus"])
+    scoped = await client.gpu_catalog(cloud="SECURE", cuda_versions=["12.4"])
+    v100 = next(g for g in scoped["gpus"] if g["id"] == "Tesla V100-SXM2-32GB")
+    a40 = next(g for g in scoped["gpus"] if g["id"] == "NVIDIA A40")
+    assert v100["availability"] != "NONE" and a40["availability"] == "NONE"
+
+
+async def test_a_cpu_pod_is_created_and_read_back_without_a_gpu(client: RunPodClient) -> None:
+    from runpod_api import CreateCpuConfig
+
+    created = await client.create_pod(request(gpu=None, cpu=CreateCpuConfig(id="cpu5c", vcpu_count=8)))
+    assert created.gpu is None and created.cpu is not None
+    assert (created.cpu.id, created.cpu.vcpu_count, created.cpu.memory) == ("cpu5c", 8, 16)
+    assert created.cost == pytest.approx(0.28)
+    listed = next(p for p in await client.list_pods() if p.id == created.id)
+    assert listed.cpu == created.cpu
+    assert await client.delete_pod(created.id) is True
+
+
 async def test_a_revoked_key_is_an_auth_error(sandbox: RunningSandbox, client: RunPodClient) -> None:
     sandbox.admin.revoke_key(KEY)
     with pytest.raises(RunPodAuthError) as caught:

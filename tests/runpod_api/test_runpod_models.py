@@ -107,3 +107,33 @@ def test_a_create_request_refuses_fields_runpod_would_reject() -> None:
         CreatePodRequest.model_validate({"name": "x", "gpuCount": 1})
     with pytest.raises(pydantic.ValidationError):
         CreateGpuConfig(id="NVIDIA A40", count=0)
+
+
+def test_a_cpu_pod_reads_its_flavour_vcpus_and_memory_and_no_gpu() -> None:
+    pod = Pod.model_validate(
+        {
+            "id": "p1",
+            "status": "RUNNING",
+            "cpu": {"id": "cpu3c", "vcpuCount": 4, "memory": 8},
+            "cudaVersion": None,
+        }
+    )
+    assert pod.gpu is None and pod.cpu is not None
+    assert (pod.cpu.id, pod.cpu.vcpu_count, pod.cpu.memory) == ("cpu3c", 4, 8)
+    lenient = Pod.model_validate({"id": "p2", "cpu": {"id": "cpu5c", "vcpuCount": "four", "memory": None}})
+    assert lenient.cpu is not None and (lenient.cpu.vcpu_count, lenient.cpu.memory) == (0, None)
+    assert Pod.model_validate({"id": "p3", "cpu": "garbage"}).cpu is None
+
+
+def test_a_cpu_create_body_carries_cpu_and_no_gpu() -> None:
+    from runpod_api import CreateCpuConfig
+
+    body = CreatePodRequest(name="x", image="busybox", cpu=CreateCpuConfig(id="cpu3c", vcpu_count=2)).body()
+    assert body == {"name": "x", "image": "busybox", "cpu": {"id": "cpu3c", "vcpuCount": 2}}
+    with pytest.raises(pydantic.ValidationError):
+        CreateCpuConfig(id="cpu3c", vcpu_count=1)
+
+
+def test_a_gpu_create_body_carries_the_cuda_requirement_under_gpu() -> None:
+    body = CreatePodRequest(name="x", gpu=CreateGpuConfig(id="NVIDIA A40", min_cuda_version="12.4")).body()
+    assert body["gpu"] == {"id": "NVIDIA A40", "count": 1, "minCudaVersion": "12.4"}

@@ -14,7 +14,6 @@ import pytest
 
 from contract.annotations import STATE_KEYS
 from contract.plan import (
-    PLAN_KEYS,
     PLAN_VERSION,
     REQUIRED_PLAN_KEYS,
     Candidate,
@@ -77,17 +76,69 @@ def test_without_a_state_writer_nobody_could_record_state_so_it_is_refused() -> 
         render_admission_policy(name="rk", service_namespace="runpod", state_writers=[])
 
 
-def test_the_required_plan_keys_are_exactly_those_the_plan_parser_cannot_do_without() -> None:
-    policy, _ = _policy()
-    plan = _plan(registry_auth_id="clx1", template_id="tpl")
-    optional = [k for k in PLAN_KEYS if k not in REQUIRED_PLAN_KEYS and k != PLAN_VERSION]
+def _cpu_plan(**overrides: Any) -> dict[str, str]:
+    fields: dict[str, Any] = {
+        "compute_type": "CPU",
+        "candidates": (
+            Candidate(cpu_type_id="cpu3c", vcpu_count=4, datacenter_id="EU-RO-1", usd_per_hour=0.12),
+            Candidate(cpu_type_id="cpu5c", vcpu_count=32, usd_per_hour=1.12),
+        ),
+        "gpu_count": 0,
+        "cloud": "SECURE",
+        "datacenter_ids": ("EU-RO-1",),
+        "container_disk_gb": 20,
+        "max_vcpu_price": 0.05,
+        "catalog_revision": "3f2a9c1b7d00",
+    }
+    fields.update(overrides)
+    return plan_to_annotations(Plan(**fields))
 
-    assert _quoted(_variable(policy, "missingPlanKeys").split("]")[0]) == list(REQUIRED_PLAN_KEYS)
-    for key in REQUIRED_PLAN_KEYS:
+
+def _required_lists(policy: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The CPU and the GPU key lists of `missingPlanKeys`, in that order."""
+    cpu, gpu = _variable(policy, "missingPlanKeys").split("]")[:2]
+    return _quoted(cpu.partition("?")[2]), _quoted(gpu)
+
+
+@pytest.mark.parametrize(
+    ("compute", "plan"),
+    [
+        ("GPU", lambda: _plan(registry_auth_id="clx1", template_id="tpl")),
+        ("GPU", lambda: _plan(min_cuda_version="12.4")),
+        ("CPU", lambda: _cpu_plan(registry_auth_id="clx1", template_id="tpl")),
+    ],
+    ids=["gpu version 1", "gpu version 2 (CUDA)", "cpu version 2"],
+)
+def test_the_required_plan_keys_are_exactly_those_the_plan_parser_cannot_do_without(
+    compute: str, plan: Any
+) -> None:
+    policy, _ = _policy()
+    annotations = plan()
+    required = list(REQUIRED_PLAN_KEYS[compute])  # type: ignore[index]
+    if annotations[PLAN_VERSION] == "2":
+        required.append("plan.runpod.io/compute-type")
+    optional = [k for k in annotations if k not in required and k != PLAN_VERSION]
+
+    cpu_list, gpu_list = _required_lists(policy)
+    assert (cpu_list, gpu_list) == (list(REQUIRED_PLAN_KEYS["CPU"]), list(REQUIRED_PLAN_KEYS["GPU"]))
+    assert "'plan.runpod.io/compute-type'" in _variable(policy, "missingPlanKeys")  # for version 2
+    for key in required:
         with pytest.raises(PlanError):
-            plan_from_annotations({k: v for k, v in plan.items() if k != key})
+            plan_from_annotations({k: v for k, v in annotations.items() if k != key})
     for key in optional:
-        plan_from_annotations({k: v for k, v in plan.items() if k != key})
+        if key in ("plan.runpod.io/min-cuda-version",):
+            continue  # optional to the parser, but dropping it leaves a version 2 GPU plan
+        plan_from_annotations({k: v for k, v in annotations.items() if k != key})
+
+
+def test_a_cpu_plan_is_version_2_with_no_gpu_keys_and_a_gpu_plan_without_cuda_stays_version_1() -> None:
+    cpu = _cpu_plan()
+    assert cpu[PLAN_VERSION] == "2" and cpu["plan.runpod.io/compute-type"] == "CPU"
+    assert "plan.runpod.io/gpu-count" not in cpu and "plan.runpod.io/max-gpu-price" not in cpu
+    assert '"cpu":"cpu3c","vcpus":4' in cpu["plan.runpod.io/candidates"]
+    gpu = _plan()
+    assert gpu[PLAN_VERSION] == "1" and "plan.runpod.io/compute-type" not in gpu
+    assert _plan(cuda_versions=("12.4", "12.8"))[PLAN_VERSION] == "2"
 
 
 @pytest.mark.parametrize(
@@ -101,10 +152,19 @@ def test_the_required_plan_keys_are_exactly_those_the_plan_parser_cannot_do_with
 )
 def test_every_plan_the_webhook_writes_has_the_formats_the_policy_checks(overrides: dict[str, Any]) -> None:
     policy, _ = _policy()
-    plan = _plan(**overrides)
 
-    for key, pattern in _formats(policy).items():
-        assert re.fullmatch(pattern, plan[key]), (key, plan[key])
+    for plan in (
+        _plan(**overrides),
+        _cpu_plan(),
+        _plan(min_cuda_version="12.10"),
+        _plan(cuda_versions=("12.4", "13.0")),
+    ):
+        checked = [key for key in _formats(policy) if key in plan]
+        assert set(checked) >= set(plan) - {PLAN_VERSION, "plan.runpod.io/datacenter-ids", "plan.runpod.io/catalog-revision",
+                                           "plan.runpod.io/container-registry-auth-id", "plan.runpod.io/template-id",
+                                           "plan.runpod.io/drop-containers"}  # fmt: skip
+        for key in checked:
+            assert re.fullmatch(_formats(policy)[key], plan[key]), (key, plan[key])
 
 
 @pytest.mark.parametrize(
@@ -120,13 +180,37 @@ def test_every_plan_the_webhook_writes_has_the_formats_the_policy_checks(overrid
         ("plan.runpod.io/ports", "8888/udp"),
         ("plan.runpod.io/candidates", "[]"),
         ("plan.runpod.io/candidates", "NVIDIA A40"),
+        ("plan.runpod.io/min-cuda-version", "12"),
+        ("plan.runpod.io/min-cuda-version", "v12.4"),
+        ("plan.runpod.io/cuda-versions", "12.4,,12.8"),
+        ("plan.runpod.io/cuda-versions", "12.x"),
     ],
 )
 def test_values_the_plan_parser_refuses_do_not_have_the_policys_format(key: str, value: str) -> None:
     policy, _ = _policy()
 
+    base = _plan(min_cuda_version="12.4") if "cuda" in key else _plan()
+    if key == "plan.runpod.io/cuda-versions":
+        base = _plan(cuda_versions=("12.4",))
     with pytest.raises(PlanError):
-        plan_from_annotations({**_plan(), key: value})
+        plan_from_annotations({**base, key: value})
+    assert not re.fullmatch(_formats(policy)[key], value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("plan.runpod.io/compute-type", "cpu"),
+        ("plan.runpod.io/compute-type", "TPU"),
+        ("plan.runpod.io/max-vcpu-price", "0"),
+        ("plan.runpod.io/max-vcpu-price", "free"),
+    ],
+)
+def test_cpu_plan_values_the_parser_refuses_do_not_have_the_policys_format(key: str, value: str) -> None:
+    policy, _ = _policy()
+
+    with pytest.raises(PlanError):
+        plan_from_annotations({**_cpu_plan(), key: value})
     assert not re.fullmatch(_formats(policy)[key], value)
 
 

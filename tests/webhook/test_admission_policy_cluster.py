@@ -62,22 +62,37 @@ def guarded(control_plane: ControlPlane) -> Iterator[Guarded]:
         )
 
 
-def plan() -> dict[str, str]:
-    return plan_to_annotations(
-        Plan(
-            candidates=(Candidate(gpu="NVIDIA A40", dc="EU-RO-1", usdPerHour=0.44),),
-            gpu_count=1,
-            cloud="SECURE",
-            datacenter_ids=("EU-RO-1",),
-            container_disk_gb=50,
-            max_gpu_price=0.5,
-            catalog_revision="3f2a9c1b7d00",
-        )
-    )
+def plan(**overrides: Any) -> dict[str, str]:
+    fields: dict[str, Any] = {
+        "candidates": (Candidate(gpu="NVIDIA A40", dc="EU-RO-1", usdPerHour=0.44),),
+        "gpu_count": 1,
+        "cloud": "SECURE",
+        "datacenter_ids": ("EU-RO-1",),
+        "container_disk_gb": 50,
+        "max_gpu_price": 0.5,
+        "catalog_revision": "3f2a9c1b7d00",
+    }
+    return plan_to_annotations(Plan(**{**fields, **overrides}))
 
 
-def pod(name: str, annotations: dict[str, str], *, aimed: bool = True) -> str:
-    manifest = gpu_pod(annotations=annotations, aimed=aimed)
+def cpu_plan(**overrides: Any) -> dict[str, str]:
+    fields: dict[str, Any] = {
+        "compute_type": "CPU",
+        "candidates": (
+            Candidate(cpu_type_id="cpu3c", vcpu_count=2, datacenter_id="EU-RO-1", usd_per_hour=0.06),
+        ),
+        "gpu_count": 0,
+        "cloud": "SECURE",
+        "datacenter_ids": ("EU-RO-1",),
+        "container_disk_gb": 20,
+        "max_vcpu_price": 0.1,
+        "catalog_revision": "3f2a9c1b7d00",
+    }
+    return plan_to_annotations(Plan(**{**fields, **overrides}))
+
+
+def pod(name: str, annotations: dict[str, str], *, aimed: bool = True, gpus: int | None = 1) -> str:
+    manifest = gpu_pod(annotations=annotations, aimed=aimed, gpus=gpus)
     manifest["metadata"] = {"name": name, "annotations": annotations}
     manifest["spec"]["containers"][0]["image"] = "registry.invalid/never-pulled:1"
     # Never scheduled, wherever other tests' virtual nodes are.
@@ -138,8 +153,24 @@ def _without(*keys: str) -> dict[str, str]:
         ({}, MISSING_VERSION),
         ({"runpod.io/required-gpu-memory": "80"}, MISSING_VERSION),
         (
+            {**plan(), "plan.runpod.io/version": "3"},
+            f"plan.runpod.io/version=3 not supported; expected 1 or 2: {REPLAN}",
+        ),
+        (
             {**plan(), "plan.runpod.io/version": "2"},
-            f"plan.runpod.io/version=2 not supported; expected 1: {REPLAN}",
+            f"incomplete plan: plan.runpod.io/compute-type missing; {REPLAN}",
+        ),
+        (
+            {k: v for k, v in cpu_plan().items() if k != "plan.runpod.io/max-vcpu-price"},
+            f"incomplete plan: plan.runpod.io/max-vcpu-price missing; {REPLAN}",
+        ),
+        (
+            {**plan(min_cuda_version="12.4"), "plan.runpod.io/compute-type": "gpu"},
+            f"malformed plan: plan.runpod.io/compute-type not in the format the webhook writes; {REPLAN}",
+        ),
+        (
+            {**plan(min_cuda_version="12.4"), "plan.runpod.io/min-cuda-version": "12"},
+            f"malformed plan: plan.runpod.io/min-cuda-version not in the format the webhook writes; {REPLAN}",
         ),
         (
             _without("plan.runpod.io/candidates", "plan.runpod.io/cloud"),
@@ -164,6 +195,10 @@ def _without(*keys: str) -> dict[str, str]:
         "no annotations",
         "inputs but no plan",
         "unknown version",
+        "version 2 without its compute type",
+        "cpu plan without its price cap",
+        "compute type malformed",
+        "cuda floor malformed",
         "keys missing",
         "key empty",
         "values malformed",
@@ -184,6 +219,12 @@ def test_a_pod_with_a_complete_plan_and_pods_outside_the_scope_are_admitted(
     guarded: Guarded, served: str, namespace: str, control_plane: ControlPlane
 ) -> None:
     assert create(guarded, served, "planned", plan()).returncode == 0
+    # A complete CPU plan (version 2, no GPU keys) on a pod without a GPU limit, and a GPU plan
+    # with a CUDA floor (version 2 too).
+    cpu = create(guarded, served, "cpu-planned", cpu_plan(), gpus=None)
+    assert cpu.returncode == 0, cpu.stderr
+    cuda = create(guarded, served, "cuda-planned", plan(cuda_versions=("12.4", "12.8")))
+    assert cuda.returncode == 0, cuda.stderr
     assert create(guarded, served, "elsewhere", {"runpod.io/anything": "x"}, aimed=False).returncode == 0
     # Another namespace (not labelled for this policy): out of scope, like the webhooks'.
     other = f"{served[:50]}-other"

@@ -97,17 +97,18 @@ def test_plan_keys_are_escaped_in_the_patch_paths() -> None:
     assert escape_pointer("a~b/c") == "a~0b~1c"
 
 
-def test_a_pod_without_a_gpu_limit_gets_one_gpu_a_limit_and_a_warning() -> None:
-    pod = gpu_pod(gpus=None)
+def test_a_pod_asking_for_a_gpu_by_annotation_without_a_limit_gets_one_gpu_and_the_limit() -> None:
+    pod = gpu_pod(gpus=None, annotations={"runpod.io/compute-type": "GPU"})
     verdict = _mutate(pod)
     planned = _planned(pod, verdict)
     assert planned["spec"]["containers"][0]["resources"] == {"limits": {"nvidia.com/gpu": "1"}}
-    assert plan_from_annotations(planned["metadata"]["annotations"]).gpu_count == 1
-    assert verdict.warnings == ("no nvidia.com/gpu limit: using 1 GPU (added limits nvidia.com/gpu: 1)",)
+    plan = plan_from_annotations(planned["metadata"]["annotations"])
+    assert (plan.compute_type, plan.gpu_count) == ("GPU", 1)
+    assert verdict.warnings == ()  # asked for explicitly: nothing to warn about
 
 
 def test_the_gpu_limit_is_added_next_to_existing_limits() -> None:
-    pod = gpu_pod(gpus=None)
+    pod = gpu_pod(gpus=None, annotations={"runpod.io/compute-type": "GPU"})
     pod["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "2"}}
     planned = _planned(pod, _mutate(pod))
     assert planned["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "2", "nvidia.com/gpu": "1"}
@@ -211,7 +212,9 @@ def _validate(
 
 
 def test_validate_accepts_what_mutate_produced() -> None:
-    pod = gpu_pod(gpus=None, annotations={"runpod.io/gpu-types": "NVIDIA A40"})
+    pod = gpu_pod(
+        gpus=None, annotations={"runpod.io/gpu-types": "NVIDIA A40", "runpod.io/compute-type": "GPU"}
+    )
     assert _validate(_planned(pod, _mutate(pod))) == Verdict(allowed=True)
 
 

@@ -149,7 +149,7 @@ def test_the_drop_list_cannot_change_after_creation() -> None:
 
 
 def test_a_defaulted_gpu_limit_lands_on_the_container_that_runs() -> None:
-    pod = gpu_pod(gpus=None, annotations={DROP: "istio-proxy"})
+    pod = gpu_pod(gpus=None, annotations={DROP: "istio-proxy", "runpod.io/compute-type": "GPU"})
     pod["spec"]["containers"].insert(0, {"name": "istio-proxy", "image": "istio/proxyv2:1.24"})
     planned = _planned(pod)
     assert "resources" not in planned["spec"]["containers"][0]

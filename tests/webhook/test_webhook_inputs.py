@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from contract.plan import Port
-from webhook.inputs import count_gpus, detect_ports, read_inputs
+from webhook.compute import count_gpus
+from webhook.inputs import detect_ports, read_inputs
 from webhook.problems import Denial
 
 

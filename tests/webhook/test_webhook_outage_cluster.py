@@ -11,89 +11,31 @@ stopped and its Service loses its endpoints, and everything after that happens i
 from __future__ import annotations
 
 import json
-import secrets
-import signal
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from webhook_cluster_support import Deployed, get_pod, serve_webhook, stop, wait_until_served
+from webhook_cluster_support import Stack, get_pod, running_stack, stop
 from webhook_samples import gpu_pod
 
-from binder.testing import BinderProcess, wait_for
-from contract.policy import CATALOG_CONFIGMAP
+from binder.testing import wait_for
 from controlplane import ControlPlane
-from controlplane.identities import service_account_kubeconfig
-from sandbox.testing import RunningSandbox, running_sandbox
 
-API_KEY = "test-key"
 AS_ALICE = ("--as=alice", "--as-group=system:masters")
-
-
-@dataclass
-class Stack:
-    plane: ControlPlane
-    node: str
-    binder_username: str
-    sandbox: RunningSandbox
-    binder: BinderProcess
-    webhook: Deployed
-    apps: str  # the users' namespace
 
 
 @pytest.fixture
 def stack(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[Stack]:
-    tag = secrets.token_hex(3)
-    system, node = f"runpod-{tag}", f"vr-outage-{tag}"
-    control_plane.kubectl("create", "namespace", system)
-    identity = service_account_kubeconfig(
+    with running_stack(
         control_plane,
-        namespace=system,
-        account="runpod-kubelet-binder",
-        into=tmp_path,
-        cluster_role="cluster-admin",
-    )
-    binder: BinderProcess | None = None
-    try:
-        with running_sandbox(api_key=API_KEY, seed=1) as sandbox:
-            binder = BinderProcess(
-                args=[
-                    "--kubeconfig", str(identity.kubeconfig), "--runpod-base-url", sandbox.base_url,
-                    "--node-name", node, "--namespace", system, "--no-leader-election",
-                    "--identity", "outage", "--max-gpu-price", "2", "--reconcile-interval", "2",
-                    "--fast-interval", "0.5", "--node-status-interval", "1",
-                ],
-                log_path=tmp_path / "binder.log",
-                api_key=API_KEY,
-            )  # fmt: skip
-            wait_for(
-                "the catalog the binder publishes",
-                lambda: control_plane.kubectl("get", "configmap", CATALOG_CONFIGMAP, "-n", system, check=False)
-                .returncode == 0,
-                timeout=120,
-            )  # fmt: skip
-            with serve_webhook(
-                control_plane,
-                namespace=system,
-                label=tag,
-                name=f"runpod-kubelet-outage-{tag}",
-                tls=tmp_path,
-                binder_username=identity.username,
-                args=[f"--node-name={node}", "--max-gpu-price=2"],
-            ) as webhook:
-                wait_until_served(control_plane, namespace, tag)
-                yield Stack(control_plane, node, identity.username, sandbox, binder, webhook, namespace)
-    finally:
-        if binder is not None:
-            binder.stop(signal.SIGKILL)
-            sys.stderr.write(f"\n----- binder -----\n{binder.output()[-20000:]}\n")
-        control_plane.kubectl("delete", "node", node, "--ignore-not-found", "--wait=false", check=False)
-        if identity.cluster_role_binding:
-            control_plane.kubectl("delete", "clusterrolebinding", identity.cluster_role_binding, check=False)
-        control_plane.kubectl("delete", "namespace", system, "--wait=false", check=False)
+        apps=namespace,
+        tmp_path=tmp_path,
+        purpose="outage",
+        binder_args=["--max-gpu-price", "2"],
+        webhook_args=["--max-gpu-price=2"],
+    ) as stack:
+        yield stack
 
 
 def _pod_for(node: str, name: str, script: str, restart: str) -> str:

@@ -14,9 +14,15 @@ DATACENTERS = ["CA-MTL-1", "EU-RO-1", "EU-SE-1", "US-KS-2", "US-TX-3"]
 
 
 def _gpu(
-    gpu_id: str, name: str, memory: int, secure: float, community: float, stock: dict[str, str]
+    gpu_id: str,
+    name: str,
+    memory: int,
+    secure: float,
+    community: float,
+    stock: dict[str, str],
+    cuda: tuple[str, ...] = ("12.8",),
 ) -> dict[str, Any]:
-    return {
+    answer: dict[str, Any] = {
         "id": gpu_id,
         "name": name,
         "pool": None,
@@ -29,6 +35,9 @@ def _gpu(
         "availability": "HIGH" if stock else "NONE",
         "dataCenters": [{"id": dc, "name": dc, "availability": band} for dc, band in stock.items()],
     }
+    if cuda:
+        answer["cudaVersions"] = [{"version": v, "available": bool(stock)} for v in cuda]
+    return answer
 
 
 def runpod_gpu_answer() -> dict[str, Any]:
@@ -38,23 +47,90 @@ def runpod_gpu_answer() -> dict[str, Any]:
             _gpu(
                 "NVIDIA GeForce RTX 4090", "RTX 4090", 24, 0.69, 0.34, {"EU-RO-1": "HIGH", "US-TX-3": "LOW"}
             ),
-            _gpu("NVIDIA L4", "L4", 24, 0.39, 0, {"US-KS-2": "HIGH"}),
-            _gpu("NVIDIA A40", "A40", 48, 0.44, 0, {"EU-SE-1": "LOW", "US-KS-2": "HIGH"}),
+            _gpu("NVIDIA L4", "L4", 24, 0.39, 0, {"US-KS-2": "HIGH"}, cuda=("12.4",)),
+            _gpu(
+                "NVIDIA A40", "A40", 48, 0.44, 0, {"EU-SE-1": "LOW", "US-KS-2": "HIGH"}, cuda=("12.4", "12.8")
+            ),
             _gpu("NVIDIA RTX A6000", "RTX A6000", 48, 0.49, 0.33, {"EU-SE-1": "MEDIUM", "CA-MTL-1": "HIGH"}),
             _gpu(
                 "NVIDIA A100 80GB PCIe", "A100 PCIe", 80, 1.64, 1.19, {"EU-RO-1": "LOW", "US-KS-2": "MEDIUM"}
             ),
-            _gpu("NVIDIA H100 80GB HBM3", "H100 SXM", 80, 2.69, 0, {"US-KS-2": "HIGH"}),
+            _gpu(
+                "NVIDIA H100 80GB HBM3", "H100 SXM", 80, 2.69, 0, {"US-KS-2": "HIGH"}, cuda=("12.8", "13.0")
+            ),
             _gpu("NVIDIA H200", "H200 SXM", 141, 3.99, 0, {}),
             _gpu("unknown", "unknown", 0, 0, 0, {}),
         ]
     }
 
 
+def _cpu(
+    cpu_id: str, name: str, ram: float, price: float, stock: dict[str, str], top: int = 32
+) -> dict[str, Any]:
+    return {
+        "id": cpu_id,
+        "name": name,
+        "group": "Gen 3",
+        "vcpu": {"min": 2, "max": top},
+        "ramGbPerVcpu": ram,
+        "price": {"securePerVcpu": price, "serverlessPerVcpu": price},
+        "availability": "HIGH" if stock else "NONE",
+        "dataCenters": [{"id": dc, "name": dc, "availability": band} for dc, band in stock.items()],
+    }
+
+
+def runpod_cpu_answer() -> dict[str, Any]:
+    """What `GET /v2/catalog/cpus?include=AVAILABILITY&product=POD` answers."""
+    return {
+        "cpus": [
+            _cpu("cpu3c", "Compute-Optimized", 2.0, 0.03, {"EU-RO-1": "HIGH", "US-TX-3": "LOW"}),
+            _cpu("cpu3g", "General Purpose", 4.0, 0.04, {"EU-RO-1": "MEDIUM", "US-KS-2": "HIGH"}),
+            _cpu("cpu3m", "Memory-Optimized", 8.0, 0.06, {"US-KS-2": "LOW"}),
+            _cpu("cpu5c", "Compute-Optimized", 2.0, 0.035, {"EU-SE-1": "HIGH"}, top=64),
+        ]
+    }
+
+
+def cuda_detail(answer: dict[str, Any], where: dict[str, dict[str, dict[str, str]]]) -> dict[str, Any]:
+    """Per CUDA version, `answer` narrowed as `cudaVersions=<v>` narrows it: `where[version][gpu]`
+    is that GPU type's stock on machines of that version."""
+    return {
+        version: {
+            "gpus": [
+                {
+                    **gpu,
+                    "dataCenters": [
+                        {"id": dc, "availability": band} for dc, band in stocks.get(gpu["id"], {}).items()
+                    ],
+                }
+                for gpu in answer["gpus"]
+            ]
+        }
+        for version, stocks in where.items()
+    }
+
+
+# Where each CUDA version is in stock (the rest of the stock of a type runs its other version).
+CUDA_STOCK: dict[str, dict[str, dict[str, str]]] = {
+    "12.4": {"NVIDIA L4": {"US-KS-2": "HIGH"}, "NVIDIA A40": {"EU-SE-1": "LOW"}},
+    "12.8": {
+        "NVIDIA GeForce RTX 4090": {"EU-RO-1": "HIGH", "US-TX-3": "LOW"},
+        "NVIDIA A40": {"US-KS-2": "HIGH"},
+        "NVIDIA RTX A6000": {"EU-SE-1": "MEDIUM", "CA-MTL-1": "HIGH"},
+        "NVIDIA A100 80GB PCIe": {"EU-RO-1": "LOW", "US-KS-2": "MEDIUM"},
+        "NVIDIA H100 80GB HBM3": {"US-KS-2": "HIGH"},
+    },
+    "13.0": {"NVIDIA H100 80GB HBM3": {"US-KS-2": "MEDIUM"}},
+}
+
+
 def sample_catalog() -> Catalog:
     answer = runpod_gpu_answer()
+    detail = cuda_detail(answer, CUDA_STOCK)
     return build_catalog(
         gpus_by_cloud={"SECURE": answer, "COMMUNITY": answer},
+        cuda_by_cloud={"SECURE": detail, "COMMUNITY": detail},
+        cpus=runpod_cpu_answer(),
         datacenters={"dataCenters": [{"id": dc, "name": dc, "region": "X"} for dc in DATACENTERS]},
     )
 

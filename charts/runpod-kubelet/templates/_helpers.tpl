@@ -90,6 +90,10 @@ sandbox
   value: {{ include "runpod-kubelet.workNamespace" . | quote }}
 - name: MAX_GPU_PRICE
   value: {{ .Values.kubelet.maxGpuPrice | toString | quote }}
+- name: MAX_VCPU_PRICE
+  value: {{ .Values.kubelet.maxVcpuPrice | toString | quote }}
+- name: DEFAULT_COMPUTE_TYPE
+  value: {{ .Values.kubelet.defaultComputeType | quote }}
 - name: DATACENTER_IDS
   value: {{ join "," .Values.kubelet.datacenterIds | quote }}
 - name: MAX_CANDIDATES
