@@ -26,6 +26,12 @@ TEMPLATE_ID: Final = "runpod.io/templateId"
 CONTAINER_DISK_GB: Final = "runpod.io/container-disk-gb"
 # Containers and init containers RunPod may leave out (one container per RunPod pod), by name.
 DROP_CONTAINERS: Final = "runpod.io/drop-containers"
+# `disabled`: the binder adds neither its SSH key nor `22/tcp` to the RunPod pod, so `kubectl
+# exec`, `attach` and `port-forward` cannot reach it. Read from the pod only (binder.ssh.access).
+SSH: Final = "runpod.io/ssh"
+SSH_ENABLED: Final = "enabled"
+SSH_DISABLED: Final = "disabled"
+SSH_VALUES: Final[tuple[str, ...]] = (SSH_ENABLED, SSH_DISABLED)
 
 INPUT_KEYS: Final[tuple[str, ...]] = (
     REQUIRED_GPU_MEMORY,
@@ -38,6 +44,7 @@ INPUT_KEYS: Final[tuple[str, ...]] = (
     TEMPLATE_ID,
     CONTAINER_DISK_GB,
     DROP_CONTAINERS,
+    SSH,
 )
 
 # --- binder state (SPEC §2 "State") --------------------------------------------------------
@@ -55,6 +62,10 @@ LAST_FAILURE: Final = "runpod.io/last-failure"
 TERMINATED: Final = "runpod.io/terminated"
 # The exit code seen on the log stream (completion wrapper), once known.
 EXIT_CODE: Final = "runpod.io/exit-code"
+# The SSH host key the binder trusted on its first connection to the RunPod pod, as
+# "<RunPod pod id> <key type> <base64>" (trust on first use: RunPod reports no host keys; see
+# binder.ssh.pinning).
+SSH_HOST_KEY: Final = "runpod.io/ssh-host-key"
 
 STATE_KEYS: Final[tuple[str, ...]] = (
     CREATE_ATTEMPT,
@@ -67,6 +78,7 @@ STATE_KEYS: Final[tuple[str, ...]] = (
     LAST_FAILURE,
     TERMINATED,
     EXIT_CODE,
+    SSH_HOST_KEY,
 )
 
 # Every key under `runpod.io/` that the project defines. Anything else under that prefix is a

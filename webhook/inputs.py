@@ -149,6 +149,19 @@ def read_inputs(
             job_annotations, origin=describe_origin(job_name), known=frozenset(keys.INPUT_KEYS)
         )
     merged = merge_inputs(pod_annotations, job_annotations, job_name=job_name)
+    if keys.SSH in merged and merged[keys.SSH][1] != "the pod":
+        # The binder reads it when it creates the RunPod pod, from the pod: a Job-level value
+        # would be silently ignored.
+        raw, origin = merged.pop(keys.SSH)
+        problems.append(
+            Problem(
+                field=keys.SSH,
+                value=raw,
+                reason="the binder reads it from the pod, not from its Job",
+                allowed="enabled or disabled, on the pod template (spec.template.metadata.annotations)",
+                origin=origin,
+            )
+        )
     values: dict[str, Any] = {}
     for key, (raw, origin) in merged.items():
         try:
@@ -269,6 +282,12 @@ def _container_names(raw: str, _cap: float) -> tuple[str, ...]:
     return names
 
 
+def _ssh(raw: str, _cap: float) -> str:
+    if raw not in keys.SSH_VALUES:
+        raise _Bad(f"not an SSH setting{suggest(raw.lower(), keys.SSH_VALUES)}", " or ".join(keys.SSH_VALUES))
+    return raw
+
+
 def _identifier(raw: str, _cap: float) -> str:
     allowed = f"a non-empty RunPod id without spaces, at most {_MAX_ID_CHARS} characters"
     if not raw or len(raw) > _MAX_ID_CHARS or any(c.isspace() or c == "," for c in raw):
@@ -287,6 +306,7 @@ _READERS: Final = {
     keys.TEMPLATE_ID: _identifier,
     keys.CONTAINER_DISK_GB: _disk,
     keys.DROP_CONTAINERS: _container_names,
+    keys.SSH: _ssh,
 }
 
 
