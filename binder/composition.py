@@ -4,7 +4,8 @@ Order of events:
 
 1. Connect: the kubernetes_asyncio ApiClient (kubeconfig or in-cluster) and the RunPodClient.
    The cluster id (owner marker of every RunPod pod we create) is `--cluster-id` or the UID of
-   namespace kube-system, which survives binder restarts and reinstalls.
+   namespace kube-system, which survives binder restarts and reinstalls. The SSH key pair
+   (`binder.ssh.keys`) is read from its Secret, which is created if absent.
 2. Serve /healthz /readyz /metrics at once, standby or not.
 3. Campaign for the leader Lease (unless `--no-leader-election`). A standby waits here, ready.
 4. While leading, run the leader tasks, each under a readable name: `node-status`,
@@ -41,7 +42,8 @@ from binder.pods.context import always_leading, write_fence
 from binder.pods.controller import PodController
 from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
-from binder.ssh.dialing import SshDialer
+from binder.ssh.keys import SshKeyPair
+from binder.ssh.setup import build_dialer, load_key_pair
 from contract.catalog import Catalog
 from kit.kube import TransientKubeError, get_json, load_api_client
 from runpod_api.client import RunPodClient
@@ -82,7 +84,7 @@ def leader_tasks(
     settings: BinderSettings,
     cluster_id: str,
     is_leading: Callable[[], bool],
-    ssh_dialer: SshDialer | None = None,
+    ssh_keys: SshKeyPair,
 ) -> tuple[dict[str, Callable[[], Coroutine[Any, Any, Any]]], NodeStatusLoop]:
     """name -> coroutine factory of every task that runs only while this replica leads, and the
     node status loop (whose clean pushes prove apiserver contact when election is off).
@@ -116,7 +118,7 @@ def leader_tasks(
             is_leading=is_leading,
             request_catalog_refresh=catalog.refresh_requested.set,
             published_catalog=lambda: catalog.published,
-            ssh_dialer=ssh_dialer,
+            ssh_keys=ssh_keys,
         )
     )
     return tasks, node_status
@@ -131,7 +133,7 @@ def _pod_tasks(
     is_leading: Callable[[], bool],
     request_catalog_refresh: Callable[[], None],
     published_catalog: Callable[[], Catalog | None],
-    ssh_dialer: SshDialer | None = None,
+    ssh_keys: SshKeyPair,
 ) -> dict[str, Callable[[], Coroutine[Any, Any, Any]]]:
     """The pod controller and the kubelet API, from their owners' packages."""
     # Finished pods' logs: filled by the controller's completion readers, served by the kubelet API.
@@ -145,12 +147,22 @@ def _pod_tasks(
         is_leading=is_leading,
         request_catalog_refresh=request_catalog_refresh,
         catalog=published_catalog,
+        ssh_public_key=ssh_keys.public_key,
     )
 
     view = NodeView(
         pods=lambda: controller.reflector.items.values(),
         usage=lambda: controller.ctx.usage,
         started_at=datetime.now(UTC),
+    )
+
+    # exec/attach/port-forward: the binder's key, host keys pinned on the node's pods; pins are
+    # written only while leading (the same fence as every other write of the leader).
+    ssh_dialer = build_dialer(
+        key_pair=ssh_keys,
+        api=api,
+        pods=lambda: controller.reflector.items.values(),
+        fence=write_fence(is_leading),
     )
 
     async def kubelet_api() -> None:
@@ -220,6 +232,9 @@ async def _run(api: Any, runpod: RunPodClient, settings: BinderSettings, elector
     log.info("health endpoints up", extra={"port": port})
     try:
         cluster_id = await resolve_cluster_id(api, settings)
+        # Before leading, so a standby that takes over has it: pods are created with its public
+        # half, and the kubelet API's SSH sessions use it (binder.ssh).
+        ssh_keys = await load_key_pair(api, settings)
         started = time.monotonic()
         health.contact = lambda: elector.last_contact or started
         health.role = Role.STANDBY
@@ -236,6 +251,7 @@ async def _run(api: Any, runpod: RunPodClient, settings: BinderSettings, elector
             settings=settings,
             cluster_id=cluster_id,
             is_leading=_is_leading(elector, settings),
+            ssh_keys=ssh_keys,
         )
         if not settings.leader_election:
             health.contact = lambda: node_status.last_clean_push or started

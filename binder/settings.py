@@ -15,14 +15,17 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from typing import Self
+from typing import Final, Self
 
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from contract.settings import NodeSettings
 
-__all__ = ["BinderSettings", "default_identity", "load_binder_settings"]
+__all__ = ["SSH_KEY_SECRET", "BinderSettings", "default_identity", "load_binder_settings"]
+
+# The default name of the Secret with the binder's SSH key pair (`binder.ssh.keys`).
+SSH_KEY_SECRET: Final = "runpod-kubelet-ssh"
 
 
 def default_identity() -> str:
@@ -124,6 +127,18 @@ class BinderSettings(NodeSettings):
         ),
     )
 
+    # --- SSH (kubectl exec, attach, port-forward) ----------------------------------------------
+    ssh_key_secret: str = Field(
+        default=SSH_KEY_SECRET,
+        min_length=1,
+        description="Secret holding the binder's SSH key pair for RunPod pods (created if absent)",
+    )
+    ssh_key_namespace: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ssh-key-namespace", "ssh_key_namespace", "POD_NAMESPACE"),
+        description="namespace of --ssh-key-secret; default: --namespace (the chart: the release namespace)",
+    )
+
     # --- node ---------------------------------------------------------------------------------
     node_status_interval: float = Field(
         default=10,
@@ -137,6 +152,10 @@ class BinderSettings(NodeSettings):
     catalog_refresh_interval: float = Field(
         default=300, gt=0, description="catalog ConfigMap refresh period, seconds"
     )
+
+    @property
+    def ssh_key_secret_namespace(self) -> str:
+        return self.ssh_key_namespace or self.namespace
 
     @model_validator(mode="after")
     def _check_timings(self) -> Self:

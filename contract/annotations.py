@@ -35,6 +35,12 @@ CUDA_VERSIONS: Final = "runpod.io/cuda-versions"
 # A CPU pod's flavour pin and price cap (USD per vCPU-hour).
 CPU_TYPES: Final = "runpod.io/cpu-types"
 MAX_VCPU_PRICE: Final = "runpod.io/max-vcpu-price"
+# `disabled`: the binder adds neither its SSH key nor `22/tcp` to the RunPod pod, so `kubectl
+# exec`, `attach` and `port-forward` cannot reach it. Read from the pod only (binder.ssh.access).
+SSH: Final = "runpod.io/ssh"
+SSH_ENABLED: Final = "enabled"
+SSH_DISABLED: Final = "disabled"
+SSH_VALUES: Final[tuple[str, ...]] = (SSH_ENABLED, SSH_DISABLED)
 
 INPUT_KEYS: Final[tuple[str, ...]] = (
     REQUIRED_GPU_MEMORY,
@@ -52,6 +58,7 @@ INPUT_KEYS: Final[tuple[str, ...]] = (
     CUDA_VERSIONS,
     CPU_TYPES,
     MAX_VCPU_PRICE,
+    SSH,
 )
 # Inputs that only mean something for one compute type: on a pod of the other, refused.
 GPU_ONLY_INPUTS: Final[tuple[str, ...]] = (
@@ -81,6 +88,10 @@ LAST_FAILURE: Final = "runpod.io/last-failure"
 TERMINATED: Final = "runpod.io/terminated"
 # The exit code seen on the log stream (completion wrapper), once known.
 EXIT_CODE: Final = "runpod.io/exit-code"
+# The SSH host key the binder trusted on its first connection to the RunPod pod, as
+# "<RunPod pod id> <key type> <base64>" (trust on first use: RunPod reports no host keys; see
+# binder.ssh.pinning).
+SSH_HOST_KEY: Final = "runpod.io/ssh-host-key"
 
 STATE_KEYS: Final[tuple[str, ...]] = (
     CREATE_ATTEMPT,
@@ -95,6 +106,7 @@ STATE_KEYS: Final[tuple[str, ...]] = (
     LAST_FAILURE,
     TERMINATED,
     EXIT_CODE,
+    SSH_HOST_KEY,
 )
 
 # Every key under `runpod.io/` that the project defines. Anything else under that prefix is a

@@ -9,7 +9,8 @@ The chart's own objects go with the release. Two things do not, and both matter:
   (RunPod down, binder NotReady), `drain` fails, so does `helm uninstall`, and the pods it
   names are still there to look at: a loud failure instead of a silent leak.
 - **What the processes made at run time.** The virtual Node and its Lease, the leader Lease,
-  the catalog ConfigMap (binder) and the webhook's TLS Secret (certs hooks). `remove` (the
+  the catalog ConfigMap and the SSH key Secret (binder) and the webhook's TLS Secret (certs
+  hooks). `remove` (the
   post-delete hook, once the binder is gone and cannot register its node again) deletes them
   by name; missing ones count as done.
 
@@ -36,14 +37,18 @@ __all__ = ["main", "run_time_objects"]
 _POLL: Final = 2.0
 
 
-def run_time_objects(*, node_name: str, namespace: str, secret_name: str, secret_namespace: str) -> list[str]:
-    """API paths of what the binder and the certs hooks create outside the chart's manifests."""
+def run_time_objects(
+    *, node_name: str, namespace: str, secret_name: str, secret_namespace: str, ssh_secret_name: str = ""
+) -> list[str]:
+    """API paths of what the binder and the certs hooks create outside the chart's manifests.
+    Both Secrets are in `secret_namespace` (the chart's release namespace)."""
+    secrets = [name for name in (secret_name, ssh_secret_name) if name]
     return [
         f"/api/v1/nodes/{node_name}",
         f"/apis/coordination.k8s.io/v1/namespaces/{NODE_LEASE_NAMESPACE}/leases/{node_name}",
         f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{leader_lease_name(node_name)}",
         f"/api/v1/namespaces/{namespace}/configmaps/{CATALOG_CONFIGMAP}",
-    ] + ([f"/api/v1/namespaces/{secret_namespace}/secrets/{secret_name}"] if secret_name else [])
+    ] + [f"/api/v1/namespaces/{secret_namespace}/secrets/{name}" for name in secrets]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--namespace", default=os.environ.get("NAMESPACE") or os.environ.get("POD_NAMESPACE"))
     parser.add_argument("--secret-name", default="", help="remove: the webhook's TLS Secret")
     parser.add_argument(
-        "--secret-namespace", default=None, help="remove: its namespace (default: --namespace)"
+        "--ssh-secret-name", default="", help="remove: the binder's SSH key Secret (binder --ssh-key-secret)"
+    )
+    parser.add_argument(
+        "--secret-namespace", default=None, help="remove: the Secrets' namespace (default: --namespace)"
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="drain: seconds to wait (default 600)")
     parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG") or None)
@@ -75,6 +83,7 @@ def main(argv: list[str]) -> int:
             namespace=args.namespace,
             secret_name=args.secret_name,
             secret_namespace=args.secret_namespace or args.namespace,
+            ssh_secret_name=args.ssh_secret_name,
         )
         return asyncio.run(_remove(kubeconfig=args.kubeconfig, paths=paths))
     except KubeError as exc:

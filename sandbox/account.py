@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import random
 import string
 import time
@@ -39,6 +40,7 @@ from sandbox.problems import (
 )
 from sandbox.ratelimit import RateLimiter
 from sandbox.scenario import CpuStockSetting, RateWindow, Scenario, SeedPod, StockSetting, Timings
+from sandbox.sshd import PodAccess, PodSshd, SshdSettings
 from sandbox.validation import check_create_rules, check_update_rules, validate_body
 
 __all__ = ["Account", "Clock", "KeyCheck"]
@@ -47,6 +49,7 @@ Clock = Callable[[], float]
 KeyCheck = Literal["ok", "missing", "invalid"]
 _ID_ALPHABET: Final = string.ascii_lowercase + string.digits
 _RECREATING_FIELDS: Final = ("image", "args", "disk", "ports", "env", "registry")
+_LOOPBACK_SSHD: Final = SshdSettings()
 
 
 class Account:
@@ -58,7 +61,10 @@ class Account:
         seed: int = 0,
         clock: Clock = time.time,
         inventory: Inventory | None = None,
+        sshd: SshdSettings | None = _LOOPBACK_SSHD,
     ) -> None:
+        """`sshd`: where running pods that expose 22/tcp serve SSH (`sandbox.sshd`); None = no
+        emulated sshd (`ssh.direct` then names the pod's unreachable public IP)."""
         self.scenario = scenario or Scenario()
         self.timings: Timings = self.scenario.timings
         self.clock = clock
@@ -79,6 +85,8 @@ class Account:
         self.faults = FaultBook(self.scenario.faults)
         self.denied_gpu_ids = set(self.scenario.denied_gpu_ids)
         self.failing_images = set(self.scenario.failing_images)
+        self.sshdless_images = list(self.scenario.sshdless_images)
+        self.sshd = PodSshd(sshd, sleep=_sleep) if sshd is not None else None
         self._balance: float | None = self.scenario.balance_usd
         self._spend_at_balance = 0.0
         self._rng = random.Random(seed)
@@ -105,6 +113,8 @@ class Account:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.sshd is not None:
+            await self.sshd.close()
         for book in self.logs.values():
             book.close()
 
@@ -162,6 +172,8 @@ class Account:
         if status != "RUNNING":
             self._stop_container(pod)
             pod.container_started_at = None
+            if self.sshd is not None:
+                self.sshd.stop(pod.id)
 
     def _release(self, pod: PodRecord) -> None:
         """Give back what the pod holds: its vCPUs, or its GPUs."""
@@ -238,6 +250,7 @@ class Account:
         self._set_status(pod, "RUNNING")
         if pod.started_at is None:
             pod.started_at = now
+        self._start_sshd(pod)
         for private, kind in parse_ports(pod.ports):
             if kind == "tcp" and private not in pod.public_ports:
                 pod.public_ports[private] = self._rng.randint(10_000, 60_000)
@@ -246,6 +259,24 @@ class Account:
         self._containers[pod.id] = asyncio.get_running_loop().create_task(
             self._run_container(pod, pod.generation), name=f"sandbox-container-{pod.id}"
         )
+
+    def _start_sshd(self, pod: PodRecord) -> None:
+        """The image's sshd starts with the container (port 22 reused when still free), or, for
+        an sshd-less image, the port is held so that connecting to it is refused."""
+        if self.sshd is None or "22/tcp" not in pod.ports:
+            return
+        pod.sshd_less = any(fnmatch.fnmatchcase(pod.image, pattern) for pattern in self.sshdless_images)
+        previous = pod.public_ports.get(22)
+        if pod.sshd_less:
+            pod.public_ports[22] = self.sshd.refuse(pod.id, port=previous)
+        else:
+            access = PodAccess(
+                authorized_keys=lambda: pod.env.get("PUBLIC_KEY", ""),
+                env=lambda: self._container_env(pod),
+                ports=lambda: parse_ports(pod.ports),
+            )
+            pod.public_ports[22] = self.sshd.serve(pod.id, access, port=previous)
+        pod.ssh_host = self.sshd.settings.advertised
 
     def _stop_container(self, pod: PodRecord) -> None:
         task = self._containers.pop(pod.id, None)
@@ -454,6 +485,8 @@ class Account:
     def _terminate(self, pod: PodRecord) -> None:
         now = self.clock()
         self._set_status(pod, "TERMINATED")
+        if self.sshd is not None:
+            self.sshd.forget(pod.id)
         pod.terminated_at = now
         timer = self._timers.pop(pod.id, None)
         if timer is not None:
@@ -508,7 +541,8 @@ class Account:
         now = self.clock()
         return {
             "pods": [
-                render_pod(p, now) | {"restarts": p.restarts, "createBody": p.create_body}
+                render_pod(p, now)
+                | {"restarts": p.restarts, "createBody": p.create_body, "sshd": self._sshd_state(p)}
                 for p in self.pods.values()
             ],
             "terminated": [render_pod(p, now) | {"createBody": p.create_body} for p in self.terminated],
@@ -518,6 +552,14 @@ class Account:
             "balanceUsd": self.balance_left(),
             "requests": dict(self.requests),
         }
+
+    def _sshd_state(self, pod: PodRecord) -> dict[str, Any] | None:
+        """Whether the pod's SSH is served (and where, and how many are connected); no keys."""
+        return self.sshd.describe(pod.id) if self.sshd is not None else None
+
+    def set_sshdless_images(self, patterns: list[str]) -> None:
+        """Images that run no sshd from their next start on (scenario `sshdlessImages`)."""
+        self.sshdless_images = list(patterns)
 
     def set_stock(self, setting: StockSetting) -> None:
         self.inventory.set_stock(setting)

@@ -1,9 +1,10 @@
 """`/_sandbox/*`: the emulator's control panel for tests, demos and people (no auth, loopback only).
 
 GET    /_sandbox                    this list
-GET    /_sandbox/state              pods and terminated pods (full, env included, each with the
-                                    `createBody` it was created with), creates, deletes, spendUsd,
-                                    balanceUsd, requests per route
+GET    /_sandbox/state              pods (full, env included, each with the `createBody` it was
+                                    created with, and `sshd`: whether SSH is served, its port and
+                                    open connections; null without 22/tcp), terminated pods,
+                                    creates, deletes, spendUsd, balanceUsd, requests per route
 GET    /_sandbox/faults             live fault rules
 POST   /_sandbox/faults             add a rule (scenario `FaultRule`, e.g. {"route": "POST /v2/pods",
                                     "kind": "ambiguous_create", "count": 1})
@@ -16,6 +17,8 @@ PUT    /_sandbox/balance            {"balanceUsd": 0.0 | null}: creates need an 
 PUT    /_sandbox/denied-gpus        ["NVIDIA H200"]: creates of these types get 403 (pool denial)
 PUT    /_sandbox/failing-images     ["ghcr.io/acme/private:1"]: pulls of these images fail from now
                                     on (the pod goes to ERROR with a `system` log line saying so)
+PUT    /_sandbox/sshdless-images    ["nginx:*"]: images (patterns) that run no sshd from their next
+                                    start on: their 22/tcp refuses, no ssh.direct
 PUT    /_sandbox/rate-limits        [{"window": "minute", "quota": 60, "windowS": 60}, ...]
 PUT    /_sandbox/timings            scenario `Timings`
 POST   /_sandbox/pods               seed a foreign pod (scenario `SeedPod`)
@@ -134,6 +137,12 @@ async def set_denied_gpus(gpu_ids: list[str], request: Request) -> Response:
 @router.put("/failing-images", status_code=204)
 async def set_failing_images(images: list[str], request: Request) -> Response:
     _account(request).set_failing_images(images)
+    return Response(status_code=204)
+
+
+@router.put("/sshdless-images", status_code=204)
+async def set_sshdless_images(patterns: list[str], request: Request) -> Response:
+    _account(request).set_sshdless_images(patterns)
     return Response(status_code=204)
 
 

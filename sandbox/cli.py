@@ -2,10 +2,15 @@
 
     runpod-kubelet sandbox --port 8089 --api-key dev-key [--seed 7] [--scenario faults.json]
                            [--host 127.0.0.1] [--tls-cert-file F --tls-key-file F]
+                           [--ssh-host 127.0.0.1] [--ssh-advertise-host ADDR] [--no-ssh]
 
 The key comes from `--api-key`, else `RUNPOD_API_KEY`. With `--port 0` a free port is chosen.
 Once listening, one line goes to stdout: `sandbox listening on <url>` (scripts read the URL
 from it). Admin endpoints: `<url>/_sandbox` (loopback clients only).
+
+Running pods that expose 22/tcp serve SSH (`sandbox.sshd`), each on a port of its own at
+`--ssh-host`, reported in `ssh.direct` as `--ssh-advertise-host` (in a cluster: the sandbox
+pod's IP, so that the binder can reach it).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from kit.logs import configure_logging
 from sandbox.account import Account
 from sandbox.app import free_socket, make_server
 from sandbox.scenario import load_scenario
+from sandbox.sshd import SshdSettings
 
 __all__ = ["SandboxSettings", "main"]
 
@@ -48,6 +54,12 @@ class SandboxSettings(BaseSettings):
     tls_cert_file: Path | None = Field(default=None, description="serve HTTPS with this certificate")
     tls_key_file: Path | None = Field(default=None, description="key of --tls-cert-file")
     log_level: str = Field(default="info", description="debug, info, warn or error")
+    ssh: bool = Field(default=True, description="serve SSH for running pods that expose 22/tcp")
+    ssh_host: str = Field(default="127.0.0.1", description="address the pods' sshd listen on")
+    ssh_advertise_host: str | None = Field(
+        default=None,
+        description="address reported in ssh.direct.host; default: --ssh-host (127.0.0.1 for a wildcard)",
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -68,7 +80,13 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as exc:
         print(f"runpod-kubelet sandbox: cannot read scenario {settings.scenario}: {exc}", file=sys.stderr)
         return 2
-    account = Account(api_keys=[settings.api_key], scenario=scenario, seed=settings.seed)
+    sshd = SshdSettings(bind_host=settings.ssh_host, advertise_host=settings.ssh_advertise_host)
+    account = Account(
+        api_keys=[settings.api_key],
+        scenario=scenario,
+        seed=settings.seed,
+        sshd=sshd if settings.ssh else None,
+    )
     try:
         sock = free_socket(settings.host, settings.port)
     except OSError as exc:

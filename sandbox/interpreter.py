@@ -12,7 +12,17 @@ that string as a shell script and interprets it here:
   `exit N`, `true`, `false`, `:`, `export`, `unset`, `set -e`, `cd`, `exec CMD`, `env`, and
   `sh|bash|dash [-opts] -c SCRIPT [arg0 args...]` which runs SCRIPT as a subshell: its `exit`
   ends only that subshell and its code becomes `$?`;
+- builtins that read standard input or the terminal (for the emulated sshd, `sandbox.sshd`):
+  `cat` (stdin to stdout; files do not exist), `read VAR`, `stty size` (rows and columns of the
+  terminal, as the last window change left them; other `stty` settings are accepted and
+  ignored), `tput cols|lines`, `hostname`; `sh` without `-c` reads its script from stdin line
+  by line, with a `# ` prompt when there is a terminal (`run_shell`: a session without a
+  command, as `kubectl exec -it POD -- sh` or `kubectl attach` get);
 - anything else prints `sh: <cmd>: not found` and sets `$?` to 127.
+
+Output goes to `write` (stdout) and `write_err` (stderr: error messages; the same as `write`
+unless the caller separates them). Standard input is a `Stdin` (none by default: reads see
+end of input at once), the terminal a `TerminalSize` callable (none by default).
 
 What it does not own: restarting the container when the script ends, log storage and
 timestamps (the caller's `write` receives raw text; `LineSplitter` turns it into lines).
@@ -25,12 +35,38 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
-__all__ = ["LineSplitter", "ShellSyntaxError", "run_script"]
+__all__ = ["NO_INPUT", "LineSplitter", "ShellSyntaxError", "Stdin", "TerminalSize", "run_script", "run_shell"]
 
 Write = Callable[[str], None]
 Sleep = Callable[[float], Awaitable[None]]
+# (columns, rows) of the terminal now.
+TerminalSize = Callable[[], tuple[int, int]]
+
+
+class Stdin(Protocol):
+    """A command's standard input. Both may block until input arrives; "" means end of input."""
+
+    async def read(self) -> str:
+        """Whatever input is available next (at least one character), or "" at the end."""
+        ...
+
+    async def readline(self) -> str:
+        """The next line with its "\n" (the last one may lack it), or "" at the end."""
+        ...
+
+
+class _NoInput:
+    async def read(self) -> str:
+        return ""
+
+    async def readline(self) -> str:
+        return ""
+
+
+NO_INPUT: Final[Stdin] = _NoInput()
+PROMPT: Final = "# "
 
 # A word is a sequence of segments; a segment is text plus whether `$` expands in it.
 Segment = tuple[str, bool]
@@ -189,6 +225,12 @@ class _Shell:
     positional: list[str] = field(default_factory=lambda: ["sh"])
     status: int = 0
     errexit: bool = False
+    write_err: Write | None = None
+    stdin: Stdin = NO_INPUT
+    terminal: TerminalSize | None = None
+
+    def error(self, text: str) -> None:
+        (self.write_err or self.write)(text)
 
     def expand_text(self, text: str) -> str:
         out: list[str] = []
@@ -287,7 +329,7 @@ class _Shell:
             return await self.subshell(base, args)
         builtin = _BUILTINS.get(name if not name.startswith("/") else base)
         if builtin is None:
-            self.write(f"sh: {name}: not found\n")
+            self.error(f"sh: {name}: not found\n")
             return EXIT_NOT_FOUND
         return await builtin(self, args)
 
@@ -300,36 +342,58 @@ class _Shell:
             errexit = errexit or "e" in flags
             if "c" in flags:
                 if not rest:
-                    self.write(f"{shell}: -c: option requires an argument\n")
+                    self.error(f"{shell}: -c: option requires an argument\n")
                     return EXIT_SYNTAX
                 script = rest.pop(0)
                 break
         if rest and rest[0] == "--":
             rest.pop(0)
-        if script is None:
-            if rest:
-                self.write(f"{shell}: 0: cannot open {rest[0]}: No such file\n")
-                return EXIT_SYNTAX
-            return 0  # a shell reading an empty stdin
+        if script is None and rest:
+            self.error(f"{shell}: 0: cannot open {rest[0]}: No such file\n")
+            return EXIT_SYNTAX
         child = _Shell(
             write=self.write,
             sleep=self.sleep,
             vars=dict(self.vars),
             positional=rest or [shell],
             errexit=errexit,
+            write_err=self.write_err,
+            stdin=self.stdin,
+            terminal=self.terminal,
         )
+        if script is None:
+            return await child.read_eval(shell=shell)  # the script is stdin
         return await child.run_source(script, shell=shell)
 
     async def run_source(self, script: str, *, shell: str = "sh") -> int:
         try:
             statements = _parse(script)
         except ShellSyntaxError as exc:
-            self.write(f"{shell}: syntax error: {exc}\n")
+            self.error(f"{shell}: syntax error: {exc}\n")
             return EXIT_SYNTAX
         try:
             return await self.run(statements)
         except _Exit as done:
             return done.code
+
+    async def read_eval(self, *, shell: str = "sh") -> int:
+        """Run stdin line by line until its end or `exit`; prompt when there is a terminal."""
+        while True:
+            if self.terminal is not None:
+                self.error(PROMPT)
+            line = await self.stdin.readline()
+            if not line:
+                return self.status
+            try:
+                statements = _parse(line)
+            except ShellSyntaxError as exc:
+                self.error(f"{shell}: syntax error: {exc}\n")
+                self.status = EXIT_SYNTAX
+                continue
+            try:
+                await self.run(statements)
+            except _Exit as done:
+                return done.code
 
 
 async def _echo(shell: _Shell, args: list[str]) -> int:
@@ -351,7 +415,7 @@ def _unescape(text: str) -> str:
 
 async def _printf(shell: _Shell, args: list[str]) -> int:
     if not args:
-        shell.write("printf: usage: printf format [arguments]\n")
+        shell.error("printf: usage: printf format [arguments]\n")
         return EXIT_SYNTAX
     fmt, values = _unescape(args[0]), args[1:]
     status = 0
@@ -371,7 +435,7 @@ async def _printf(shell: _Shell, args: list[str]) -> int:
                 try:
                     out.append(str(int(raw or "0")))
                 except ValueError:
-                    shell.write(f"printf: {raw}: expected numeric value\n")
+                    shell.error(f"printf: {raw}: expected numeric value\n")
                     out.append("0")
                     status = 1
             else:
@@ -386,7 +450,7 @@ async def _printf(shell: _Shell, args: list[str]) -> int:
 
 async def _sleep(shell: _Shell, args: list[str]) -> int:
     if not args:
-        shell.write("sleep: missing operand\n")
+        shell.error("sleep: missing operand\n")
         return 1
     total = 0.0
     for arg in args:
@@ -395,7 +459,7 @@ async def _sleep(shell: _Shell, args: list[str]) -> int:
             continue
         match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)([smhd]?)", arg)
         if match is None:
-            shell.write(f"sleep: invalid time interval '{arg}'\n")
+            shell.error(f"sleep: invalid time interval '{arg}'\n")
             return 1
         total += float(match.group(1)) * _SLEEP_UNITS[match.group(2)]
     await shell.sleep(total)
@@ -408,7 +472,7 @@ async def _exit(shell: _Shell, args: list[str]) -> int:
     try:
         code = int(args[0])
     except ValueError:
-        shell.write(f"sh: exit: Illegal number: {args[0]}\n")
+        shell.error(f"sh: exit: Illegal number: {args[0]}\n")
         raise _Exit(EXIT_SYNTAX) from None
     raise _Exit(code & 0xFF)
 
@@ -458,6 +522,54 @@ async def _exec(shell: _Shell, args: list[str]) -> int:
     raise _Exit(await shell.call(args))
 
 
+async def _cat(shell: _Shell, args: list[str]) -> int:
+    status = 0
+    for name in args or ["-"]:
+        if name != "-":
+            shell.error(f"cat: {name}: No such file or directory\n")
+            status = 1
+            continue
+        while chunk := await shell.stdin.read():
+            shell.write(chunk)
+    return status
+
+
+async def _read(shell: _Shell, args: list[str]) -> int:
+    names = [a for a in args if not a.startswith("-")] or ["REPLY"]
+    line = await shell.stdin.readline()
+    if not line:
+        return 1
+    words = line.rstrip("\n").split(maxsplit=len(names) - 1)
+    for index, name in enumerate(names):
+        shell.vars[name] = words[index] if index < len(words) else ""
+    return 0
+
+
+async def _stty(shell: _Shell, args: list[str]) -> int:
+    if shell.terminal is None:
+        shell.error("stty: 'standard input': Inappropriate ioctl for device\n")
+        return 1
+    if args == ["size"]:
+        columns, rows = shell.terminal()
+        shell.write(f"{rows} {columns}\n")
+    return 0
+
+
+async def _tput(shell: _Shell, args: list[str]) -> int:
+    columns, rows = shell.terminal() if shell.terminal is not None else (80, 24)
+    values = {"cols": columns, "lines": rows}
+    if len(args) != 1 or args[0] not in values:
+        shell.error(f"tput: unknown terminfo capability '{' '.join(args)}'\n")
+        return 4
+    shell.write(f"{values[args[0]]}\n")
+    return 0
+
+
+async def _hostname(shell: _Shell, args: list[str]) -> int:
+    shell.write((shell.vars.get("HOSTNAME") or shell.vars.get("RUNPOD_POD_HOSTNAME") or "localhost") + "\n")
+    return 0
+
+
 _Builtin = Callable[[_Shell, list[str]], Awaitable[int]]
 _BUILTINS: Final[Mapping[str, _Builtin]] = {
     "echo": _echo,
@@ -473,17 +585,51 @@ _BUILTINS: Final[Mapping[str, _Builtin]] = {
     "set": _set,
     "env": _env,
     "exec": _exec,
+    "cat": _cat,
+    "read": _read,
+    "stty": _stty,
+    "tput": _tput,
+    "hostname": _hostname,
 }
 
 
-async def run_script(script: str, *, env: Mapping[str, str], write: Write, sleep: Sleep) -> int:
+async def run_script(
+    script: str,
+    *,
+    env: Mapping[str, str],
+    write: Write,
+    sleep: Sleep,
+    write_err: Write | None = None,
+    stdin: Stdin = NO_INPUT,
+    terminal: TerminalSize | None = None,
+) -> int:
     """Run `script` as `sh -c` would and return its exit status (0..255).
 
     `write` receives output text as printed (lines end with "\\n"; `echo -n` leaves a partial
-    line). May block for as long as the script sleeps; cancel the awaiting task to kill it.
+    line), `write_err` error messages (default: `write`). May block for as long as the script
+    sleeps or waits for input; cancel the awaiting task to kill it.
     """
-    shell = _Shell(write=write, sleep=sleep, vars=dict(env))
+    shell = _Shell(
+        write=write, sleep=sleep, vars=dict(env), write_err=write_err, stdin=stdin, terminal=terminal
+    )
     return await shell.run_source(script)
+
+
+async def run_shell(
+    *,
+    env: Mapping[str, str],
+    write: Write,
+    sleep: Sleep,
+    stdin: Stdin,
+    write_err: Write | None = None,
+    terminal: TerminalSize | None = None,
+) -> int:
+    """`sh` reading its commands from `stdin` until its end or `exit` (with a `# ` prompt on a
+    terminal); returns the exit status."""
+    shell = _Shell(
+        write=write, sleep=sleep, vars=dict(env), write_err=write_err, stdin=stdin, terminal=terminal
+    )
+    return await shell.read_eval()
 
 
 class LineSplitter:

@@ -93,6 +93,12 @@ class PodRecord:
     terminated_at: float | None = None
     # public port per private tcp port, assigned when the pod first runs on its host
     public_ports: dict[int, int] = field(default_factory=dict)
+    # Where the emulated sshd (`sandbox.sshd`) listens for this pod: the 22/tcp mapping's
+    # address and `ssh.direct.host`. None: no emulated sshd (the public IP is shown, unreachable).
+    ssh_host: str | None = None
+    # The image runs no sshd (scenario `sshdlessImages`): 22/tcp is mapped but refuses, and
+    # RunPod reports no `ssh.direct`.
+    sshd_less: bool = False
     billed_usd: float = 0.0
     billing_since: float | None = None
     # bumped on every transition so stale timers and container tasks know to stand down
@@ -140,9 +146,8 @@ def _runtime(pod: PodRecord, now: float) -> dict[str, Any]:
     ports = []
     for private, kind in parse_ports(pod.ports):
         public = pod.public_ports.get(private) if kind == "tcp" else None
-        ports.append(
-            {"private": private, "public": public, "type": kind, "ip": pod.public_ip if public else None}
-        )
+        ip = (pod.ssh_host or pod.public_ip) if private == 22 else pod.public_ip
+        ports.append({"private": private, "public": public, "type": kind, "ip": ip if public else None})
     uptime = int(now - pod.container_started_at) if pod.container_started_at is not None else 0
     return {
         "uptime": max(uptime, 0),
@@ -178,14 +183,10 @@ def render_pod(pod: PodRecord, now: float, *, runtime_empty_object: bool = False
     proxy_user = f"{pod.id}-{pod.ssh_suffix}"
     placed = pod.status != "TERMINATED"
     direct = None
-    if pod.status == "RUNNING" and 22 in pod.public_ports and "22/tcp" in pod.ports:
+    if pod.status == "RUNNING" and 22 in pod.public_ports and "22/tcp" in pod.ports and not pod.sshd_less:
         port = pod.public_ports[22]
-        direct = {
-            "host": pod.public_ip,
-            "port": port,
-            "username": "root",
-            "command": f"ssh root@{pod.public_ip} -p {port}",
-        }
+        host = pod.ssh_host or pod.public_ip
+        direct = {"host": host, "port": port, "username": "root", "command": f"ssh root@{host} -p {port}"}
     running = pod.status == "RUNNING"
     return {
         "id": pod.id,

@@ -9,6 +9,7 @@ well-behaved RunPod; tests opt into trouble. Example:
      "rateLimits": [{"window": "minute", "quota": 60, "windowS": 60}],
      "balanceUsd": 5.0,
      "deniedGpuIds": ["NVIDIA H200"],
+     "sshdlessImages": ["nginx:*", "*/no-sshd:*"],
      "stock": [{"gpuId": "NVIDIA A40", "dataCenterId": "EU-RO-1", "cloud": "SECURE", "free": 0}],
      "cpuStock": [{"cpuId": "cpu3c", "dataCenterId": "EU-RO-1", "free": 0}],
      "pods": [{"name": "someone-elses-notebook", "gpu": {"id": "NVIDIA A40", "count": 1}}],
@@ -148,6 +149,9 @@ class Scenario(_Model):
     read_only_keys: list[str] = Field(default_factory=list)
     extra_keys: list[str] = Field(default_factory=list)
     failing_images: list[str] = Field(default_factory=list)
+    # Images (shell-style patterns, `fnmatch`) that run no sshd: their 22/tcp refuses
+    # connections and RunPod reports no `ssh.direct` for them (sandbox.sshd).
+    sshdless_images: list[str] = Field(default_factory=list)
     stock: list[StockSetting] = Field(default_factory=list)
     cpu_stock: list[CpuStockSetting] = Field(default_factory=list)
     pods: list[SeedPod] = Field(default_factory=list)

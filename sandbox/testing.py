@@ -88,6 +88,10 @@ class SandboxAdmin:
         """Pulls of these images fail from now on: such pods go to ERROR with a system log line."""
         self._call("PUT", "/failing-images", images)
 
+    def sshdless_images(self, patterns: list[str]) -> None:
+        """Images (fnmatch patterns) that run no sshd from their next start on."""
+        self._call("PUT", "/sshdless-images", patterns)
+
     def set_rate_limits(self, windows: list[Mapping[str, Any]]) -> None:
         self._call("PUT", "/rate-limits", [dict(w) for w in windows])
 

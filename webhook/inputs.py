@@ -171,6 +171,19 @@ def read_inputs(
         )
     merged = merge_inputs(pod_annotations, job_annotations, job_name=job_name)
     caps = Caps(gpu=node_max_gpu_price, vcpu=node_max_vcpu_price)
+    if keys.SSH in merged and merged[keys.SSH][1] != "the pod":
+        # The binder reads it when it creates the RunPod pod, from the pod: a Job-level value
+        # would be silently ignored.
+        raw, origin = merged.pop(keys.SSH)
+        problems.append(
+            Problem(
+                field=keys.SSH,
+                value=raw,
+                reason="the binder reads it from the pod, not from its Job",
+                allowed="enabled or disabled, on the pod template (spec.template.metadata.annotations)",
+                origin=origin,
+            )
+        )
     values: dict[str, Any] = {}
     for key, (raw, origin) in merged.items():
         try:
@@ -361,6 +374,12 @@ def _container_names(raw: str, _caps: Caps) -> tuple[str, ...]:
     return names
 
 
+def _ssh(raw: str, _caps: Caps) -> str:
+    if raw not in keys.SSH_VALUES:
+        raise _Bad(f"not an SSH setting{suggest(raw.lower(), keys.SSH_VALUES)}", " or ".join(keys.SSH_VALUES))
+    return raw
+
+
 def _identifier(raw: str, _caps: Caps) -> str:
     allowed = f"a non-empty RunPod id without spaces, at most {_MAX_ID_CHARS} characters"
     if not raw or len(raw) > _MAX_ID_CHARS or any(c.isspace() or c == "," for c in raw):
@@ -384,6 +403,7 @@ _READERS: Final = {
     keys.CUDA_VERSIONS: _cuda_versions,
     keys.CPU_TYPES: _cpu_types,
     keys.MAX_VCPU_PRICE: _vcpu_price,
+    keys.SSH: _ssh,
 }
 
 

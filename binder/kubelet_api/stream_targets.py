@@ -25,7 +25,7 @@ from urllib.parse import unquote
 
 from binder.pods.naming import owner_of
 from binder.ssh.dialing import SshEndpoint
-from contract.annotations import POD_ID, TERMINATED
+from contract.annotations import POD_ID, SSH, SSH_DISABLED, TERMINATED
 from contract.containers import split_containers
 from contract.plan import plan_drop_containers
 
@@ -40,8 +40,8 @@ __all__ = [
 ]
 
 Kind = Literal["exec", "attach", "portForward"]
-# `runpod.io/ssh: disabled` (contract.annotations.SSH on the SSH plumbing branch).
-SSH_OPT_OUT: Final = ("runpod.io/ssh", "disabled")
+# `runpod.io/ssh: disabled`: the binder added neither its key nor 22/tcp (`binder.ssh.access`).
+SSH_OPT_OUT: Final = (SSH, SSH_DISABLED)
 _VERB: Final[Mapping[str, str]] = {
     "exec": "exec into",
     "attach": "attach to",

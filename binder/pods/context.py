@@ -89,6 +89,8 @@ class PodContext:
     # The catalog the publisher last published (None before the first): which data centers
     # offer global networking.
     catalog: Callable[[], Catalog | None] = lambda: None
+    # The binder's SSH public key, added to every RunPod pod it creates (None: SSH not set up).
+    ssh_public_key: str | None = None
 
     def fence(self) -> None:
         """Raise `NotLeading` unless this replica still leads. Call right before each write."""

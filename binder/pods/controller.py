@@ -82,12 +82,14 @@ class PodController:
         is_leading: Callable[[], bool] = always_leading,
         request_catalog_refresh: Callable[[], None] = lambda: None,
         catalog: Callable[[], Catalog | None] = lambda: None,
+        ssh_public_key: str | None = None,
     ) -> None:
         """`visibility_window`: how long RunPod may take to list a pod it just created (the
         wait before a recorded create attempt that the list does not show is given up).
         `is_leading`: checked right before every write (see `PodContext.fence`); the default
         suits only a controller that runs alone. `request_catalog_refresh`: called when a create
-        found every candidate out of capacity."""
+        found every candidate out of capacity. `ssh_public_key`: the binder's SSH key, added to
+        every RunPod pod it creates (`binder.ssh.access`)."""
         self._api = api
         self._settings = settings
         self._workers = workers
@@ -115,6 +117,7 @@ class PodController:
             is_leading=is_leading,
             request_catalog_refresh=request_catalog_refresh,
             catalog=catalog,
+            ssh_public_key=ssh_public_key,
         )
         self.sweeper = Sweeper(
             runpod=runpod,

@@ -67,6 +67,7 @@ from binder.pods.env import (
 from binder.pods.naming import POD_UID_ENV, owner_markers, runpod_pod_name
 from binder.pods.state import pod_annotations
 from binder.pods.status import CREATE_CONTAINER_CONFIG_ERROR, Failure, state_annotations
+from binder.ssh.access import with_ssh_access
 from contract.annotations import CREATE_ATTEMPT, LAST_FAILURE, POD_ID
 from contract.containers import running_container, split_containers
 from contract.plan import Plan, PlanError, plan_from_annotations
@@ -252,6 +253,8 @@ async def _walk(
             markers=markers,
             global_networking=wants_global_networking(candidate, ctx.catalog()),
         )
+        # The binder's SSH key and 22/tcp, for kubectl exec/attach/port-forward (unless opted out).
+        request = with_ssh_access(request, public_key=ctx.ssh_public_key, annotations=pod_annotations(pod))
         # Intent first. If this write fails no POST is sent, and nothing needs recovering.
         known.attempt_at = now
         known.attempt_resolved = False

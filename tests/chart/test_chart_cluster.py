@@ -250,7 +250,7 @@ def test_the_chart_installs_and_the_apiserver_admits_gpu_pods_through_its_webhoo
         log_file.close()
 
 
-def test_the_binder_can_read_but_never_write_secrets_and_the_webhook_cannot_read_them(
+def test_the_binder_reads_secrets_creates_only_its_key_pair_and_the_webhook_cannot_read_them(
     control_plane: ControlPlane, release: Release
 ) -> None:
     apply(control_plane, [d for d in release.docs if not is_hook(d)])
@@ -264,6 +264,9 @@ def test_the_binder_can_read_but_never_write_secrets_and_the_webhook_cannot_read
     assert can(binder, "get", "secrets", "-n", release.apps)
     for verb in ("create", "update", "patch", "delete", "list"):
         assert not can(binder, verb, "secrets", "-n", release.apps), verb
+    # Its SSH key pair: created once in the release namespace, never changed there.
+    assert can(binder, "create", "secrets", "-n", release.namespace)
+    for verb in ("update", "patch", "delete", "list"):
         assert not can(binder, verb, "secrets", "-n", release.namespace), verb
     assert not can(webhook, "get", "secrets", "-n", release.apps)
     assert can(webhook, "list", "jobs.batch", "-n", release.apps)

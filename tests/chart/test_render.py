@@ -268,13 +268,17 @@ def test_no_role_can_write_secrets_cluster_wide(render: Render) -> None:
             assert "*" not in rule["resources"] and "*" not in rule.get("apiGroups", [])
             if "secrets" in rule["resources"]:
                 assert not WRITE_VERBS & set(rule["verbs"]), (role["metadata"]["name"], rule)
-    # Secret writes exist only for the cert tool (and the uninstall hook deleting the cert tool's
-    # Secret by name), namespaced to the release namespace.
+    # Secret writes exist only for the cert tool, the binder creating its SSH key pair (create
+    # only) and the uninstall hook deleting both by name, namespaced to the release namespace.
     for role in (d for d in docs if d["kind"] == "Role"):
         for rule in role["rules"]:
             if "secrets" in rule["resources"] and WRITE_VERBS & set(rule["verbs"]):
-                assert role["metadata"]["name"].endswith(("-certs", "-certs-hook", "-uninstall"))
+                assert role["metadata"]["name"].endswith(
+                    ("-certs", "-certs-hook", "-uninstall", "-binder-ssh")
+                )
                 assert role["metadata"]["namespace"] == RELEASE_NAMESPACE
+    ssh = find(docs, "Role", "-binder-ssh")
+    assert ssh["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
 
 
 def test_the_binder_reads_secrets_and_configmaps_by_get_only(render: Render) -> None:
@@ -430,6 +434,9 @@ def test_the_sandbox_option_runs_the_emulator_and_points_the_binder_at_it(render
     container = sandbox["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][:2] == ["sandbox", "--host=0.0.0.0"]
     assert "--scenario=/etc/sandbox/scenario.json" in container["args"]
+    # The emulated pods' sshd: on the pod's address, which ssh.direct reports (kubectl exec).
+    assert {"--ssh-host=0.0.0.0", "--ssh-advertise-host=$(POD_IP)"} <= set(container["args"])
+    assert env_of(container)["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     service = find(docs, "Service", "-sandbox")
     assert service["spec"]["ports"][0]["port"] == 8089
     scenario = find(docs, "ConfigMap", "-sandbox")
@@ -459,13 +466,16 @@ def test_uninstall_hooks_drain_the_node_before_and_remove_run_time_objects_after
     assert drain_args[:2] == ["uninstall", "drain"]
     assert remove_args[:2] == ["uninstall", "remove"]
     assert f"--secret-namespace={RELEASE_NAMESPACE}" in remove_args
+    assert "--ssh-secret-name=rk-runpod-kubelet-ssh" in remove_args
+    binder_env = env_of(find(docs, "Deployment", "-binder")["spec"]["template"]["spec"]["containers"][0])
+    assert binder_env["SSH_KEY_SECRET"] == "rk-runpod-kubelet-ssh"  # in POD_NAMESPACE, the release's
     assert "--namespace=kube-system" in remove_args
-    # Namespaced deletes by name only: the TLS Secret in the release namespace, the catalog in
-    # the work namespace; nothing else, and no list or write of Secrets anywhere.
+    # Namespaced deletes by name only: the TLS and SSH key Secrets in the release namespace, the
+    # catalog in the work namespace; nothing else, and no list or write of Secrets anywhere.
     roles = {(r["metadata"]["namespace"], rule["resources"][0], tuple(rule["resourceNames"])) for r in docs
              if r["kind"] == "Role" and r["metadata"]["name"].endswith("-uninstall") for rule in r["rules"]}  # fmt: skip
     assert roles == {
-        (RELEASE_NAMESPACE, "secrets", ("rk-runpod-kubelet-webhook-tls",)),
+        (RELEASE_NAMESPACE, "secrets", ("rk-runpod-kubelet-webhook-tls", "rk-runpod-kubelet-ssh")),
         ("kube-system", "configmaps", ("runpod-catalog",)),
     }
 

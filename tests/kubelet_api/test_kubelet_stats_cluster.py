@@ -66,7 +66,10 @@ def node(
 
 
 def running_pod(plane: ControlPlane, namespace: str, node: str) -> dict[str, Any]:
-    manifest = pod_manifest("busy", node, command=["sh", "-c", "sleep 3600"])
+    # Opted out of SSH, so RunPod is asked for no tcp port (22/tcp would bring a public IP).
+    manifest = pod_manifest(
+        "busy", node, command=["sh", "-c", "sleep 3600"], extra_annotations={"runpod.io/ssh": "disabled"}
+    )
     manifest["spec"]["containers"][0]["resources"] = {
         "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}
     }

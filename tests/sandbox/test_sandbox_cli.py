@@ -8,6 +8,7 @@ import os
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,3 +94,35 @@ def test_refuses_to_start_without_a_key_or_with_half_tls(
     assert main(["--port", "0"]) == 2
     assert "RUNPOD_API_KEY" in capsys.readouterr().err
     assert main(["--api-key", "k", "--tls-cert-file", "x.crt"]) == 2
+
+
+def _running_pod(url: str) -> dict[str, object]:
+    headers = {"Authorization": "Bearer k1"}
+    body = {
+        "name": "p",
+        "image": "runpod/base:1",
+        "gpu": {"id": "NVIDIA A40", "count": 1},
+        "ports": ["22/tcp"],
+    }
+    created = httpx.post(f"{url}/v2/pods", json=body, headers=headers).json()
+    for _ in range(100):
+        pod: dict[str, object] = httpx.get(f"{url}/v2/pods/{created['id']}", headers=headers).json()
+        if pod["status"] == "RUNNING":
+            return pod
+        time.sleep(0.1)
+    raise AssertionError("the pod never ran")
+
+
+def test_ssh_direct_names_the_advertised_host_and_no_ssh_serves_none() -> None:
+    with sandbox_process(
+        "--api-key", "k1", "--ssh-host", "127.0.0.1", "--ssh-advertise-host", "192.0.2.9"
+    ) as url:
+        advertised = _running_pod(url)
+        state = httpx.get(f"{url}/_sandbox/state").json()["pods"][0]["sshd"]
+    with sandbox_process("--api-key", "k1", "--no-ssh") as url:
+        unserved = _running_pod(url)
+        unserved_state = httpx.get(f"{url}/_sandbox/state").json()["pods"][0]["sshd"]
+
+    assert advertised["ssh"]["direct"]["host"] == "192.0.2.9"  # type: ignore[index]
+    assert state["serving"] is True and state["port"] == advertised["ssh"]["direct"]["port"]  # type: ignore[index]
+    assert unserved_state is None and unserved["ssh"]["direct"]["host"] != "192.0.2.9"  # type: ignore[index]

@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from sandbox.interpreter import LineSplitter, run_script
+from sandbox.interpreter import LineSplitter, run_script, run_shell
 
 
 async def run(script: str, env: dict[str, str] | None = None) -> tuple[int, list[str], list[float]]:
@@ -77,3 +77,66 @@ async def test_sleep_arguments_and_syntax_errors() -> None:
     assert slept == [2.0, 90.0, float("inf")] and code == 0
     code, lines, _ = await run("echo 'unterminated")
     assert code == 2 and lines == ["sh: syntax error: unterminated quoted string"]
+
+
+class Piped:
+    """Standard input from a string, handed out in small chunks as a channel would."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    async def read(self) -> str:
+        chunk, self.text = self.text[:3], self.text[3:]
+        return chunk
+
+    async def readline(self) -> str:
+        line, newline, self.text = self.text.partition("\n")
+        return line + newline
+
+
+async def run_io(
+    script: str | None, stdin: str = "", terminal: tuple[int, int] | None = None
+) -> tuple[int, str, str]:
+    out: list[str] = []
+    err: list[str] = []
+
+    async def sleep(seconds: float) -> None:
+        return None
+
+    size = (lambda: terminal) if terminal is not None else None
+    io = {
+        "write": out.append,
+        "write_err": err.append,
+        "sleep": sleep,
+        "stdin": Piped(stdin),
+        "terminal": size,
+    }
+    if script is None:
+        code = await run_shell(env={"HOSTNAME": "box"}, **io)  # type: ignore[arg-type]
+    else:
+        code = await run_script(script, env={"HOSTNAME": "box"}, **io)  # type: ignore[arg-type]
+    return code, "".join(out), "".join(err)
+
+
+async def test_cat_copies_stdin_and_error_messages_go_to_stderr() -> None:
+    assert await run_io("cat; nosuch; cat /etc/passwd", stdin="a\nbc") == (
+        1,
+        "a\nbc",
+        "sh: nosuch: not found\ncat: /etc/passwd: No such file or directory\n",
+    )
+
+
+async def test_a_shell_without_a_script_reads_it_from_stdin_and_prompts_only_on_a_terminal() -> None:
+    script = "echo one\nread A B\nx y z\necho $B-$A\nexit 9\necho never\n"
+    assert await run_io("sh", stdin=script) == (9, "one\ny z-x\n", "")
+    assert await run_io(None, stdin="hostname\n", terminal=(80, 24)) == (0, "box\n", "# # ")
+
+
+async def test_the_terminal_size_is_what_stty_and_tput_report() -> None:
+    assert await run_io("stty size; tput cols; tput lines", terminal=(132, 43)) == (
+        0,
+        "43 132\n132\n43\n",
+        "",
+    )
+    assert await run_io("stty size") == (1, "", "stty: 'standard input': Inappropriate ioctl for device\n")
+    assert (await run_io("tput cols"))[1] == "80\n"

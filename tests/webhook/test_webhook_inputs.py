@@ -84,6 +84,12 @@ def test_every_annotation_is_read_when_valid() -> None:
         ("runpod.io/ports", "22/tcp,22/http", "port 22 listed twice"),
         ("runpod.io/templateId", "my template", "not a RunPod id"),
         ("runpod.io/container-registry-auth-id", " ", "not a RunPod id"),
+        ("runpod.io/ssh", "off", "not an SSH setting; allowed: enabled or disabled"),
+        (
+            "runpod.io/ssh",
+            "Disabled",
+            "not an SSH setting; did you mean disabled?; allowed: enabled or disabled",
+        ),
     ],
 )
 def test_a_bad_value_is_rejected_naming_annotation_value_and_what_is_allowed(
@@ -254,3 +260,23 @@ def test_udp_ports_are_left_out_with_a_warning() -> None:
     )
     assert ports == ()
     assert warnings == ("containerPort 53/UDP not exposed: RunPod exposes TCP ports only",)
+
+
+@pytest.mark.parametrize("value", ["enabled", "disabled", " disabled "])
+def test_the_ssh_opt_out_is_an_input_of_the_pod(value: str) -> None:
+    read_inputs({"runpod.io/ssh": value}, node_max_gpu_price=0.5)
+
+
+def test_the_ssh_opt_out_on_a_job_is_refused_because_the_binder_reads_the_pod() -> None:
+    denial = _denied({}, job_annotations={"runpod.io/ssh": "disabled"}, job_name="train")
+
+    assert denial.message == (
+        'runpod.io/ssh="disabled" on Job train: the binder reads it from the pod, not from its Job; '
+        "allowed: enabled or disabled, on the pod template (spec.template.metadata.annotations)"
+    )
+    read_inputs(
+        {"runpod.io/ssh": "disabled"},
+        job_annotations={"runpod.io/ssh": "disabled"},
+        job_name="t",
+        node_max_gpu_price=1,
+    )

@@ -36,6 +36,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- .Values.certs.secretName | default (printf "%s-webhook-tls" (include "runpod-kubelet.fullname" .)) -}}
 {{- end -}}
 
+{{/* The binder's SSH key pair for RunPod pods (kubectl exec): created by the binder, in the
+     release namespace, removed by the uninstall hook. */}}
+{{- define "runpod-kubelet.sshSecret" -}}
+{{- printf "%s-ssh" (include "runpod-kubelet.fullname" .) -}}
+{{- end -}}
+
 {{- define "runpod-kubelet.apiKeySecret" -}}
 {{- .Values.runpod.existingSecret | default (printf "%s-runpod" (include "runpod-kubelet.fullname" .)) -}}
 {{- end -}}

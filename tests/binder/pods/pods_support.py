@@ -110,6 +110,8 @@ class Harness:
     controller: PodController | None = None
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     metrics: PodMetrics | None = None
+    # The binder's SSH public key the controller adds to every RunPod pod (None: none).
+    ssh_public_key: str | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     # ---- controller --------------------------------------------------------------------------
@@ -124,6 +126,7 @@ class Harness:
             self.cluster_id,
             metrics=self.metrics,
             visibility_window=timedelta(seconds=2),
+            ssh_public_key=self.ssh_public_key,
         )
         self._task = asyncio.create_task(self.controller.run(), name="pod-controller")
         await asyncio.wait_for(self.controller.ready.wait(), timeout=30)
