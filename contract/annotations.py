@@ -55,6 +55,12 @@ LAST_FAILURE: Final = "runpod.io/last-failure"
 TERMINATED: Final = "runpod.io/terminated"
 # The exit code seen on the log stream (completion wrapper), once known.
 EXIT_CODE: Final = "runpod.io/exit-code"
+# The RunPod registry credential the binder made from the pod's image pull secrets (its id only:
+# the credential itself never leaves the Secret and RunPod). Recorded with the create attempt,
+# before the POST, so no credential a pod may be using is ever deleted as unused.
+REGISTRY_AUTH_ID: Final = "runpod.io/registry-auth-id"
+# The RunPod network volume mounted into the pod (from its PersistentVolumeClaim).
+NETWORK_VOLUME_ID: Final = "runpod.io/network-volume-id"
 
 STATE_KEYS: Final[tuple[str, ...]] = (
     CREATE_ATTEMPT,
@@ -67,6 +73,8 @@ STATE_KEYS: Final[tuple[str, ...]] = (
     LAST_FAILURE,
     TERMINATED,
     EXIT_CODE,
+    REGISTRY_AUTH_ID,
+    NETWORK_VOLUME_ID,
 )
 
 # Every key under `runpod.io/` that the project defines. Anything else under that prefix is a

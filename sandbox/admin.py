@@ -2,7 +2,8 @@
 
 GET    /_sandbox                    this list
 GET    /_sandbox/state              pods (full, env included), terminated pods, creates, deletes,
-                                    spendUsd, balanceUsd, requests per route
+                                    spendUsd, balanceUsd, requests per route, registries (id, name,
+                                    usedBy: never a username or password), networkVolumes (usedBy)
 GET    /_sandbox/faults             live fault rules
 POST   /_sandbox/faults             add a rule (scenario `FaultRule`, e.g. {"route": "POST /v2/pods",
                                     "kind": "ambiguous_create", "count": 1})
@@ -14,6 +15,8 @@ PUT    /_sandbox/balance            {"balanceUsd": 0.0 | null}: creates need an 
 PUT    /_sandbox/denied-gpus        ["NVIDIA H200"]: creates of these types get 403 (pool denial)
 PUT    /_sandbox/failing-images     ["ghcr.io/acme/private:1"]: pulls of these images fail from now
                                     on (the pod goes to ERROR with a `system` log line saying so)
+PUT    /_sandbox/private-registries [{"host", "username", "password"}]: images under these hosts
+                                    pull only with a registry credential of that username/password
 PUT    /_sandbox/rate-limits        [{"window": "minute", "quota": 60, "windowS": 60}, ...]
 PUT    /_sandbox/timings            scenario `Timings`
 POST   /_sandbox/pods               seed a foreign pod (scenario `SeedPod`)
@@ -31,7 +34,7 @@ from pydantic.alias_generators import to_camel
 
 from sandbox.account import Account
 from sandbox.problems import ApiError
-from sandbox.scenario import FaultRule, RateWindow, SeedPod, StockSetting, Timings
+from sandbox.scenario import FaultRule, PrivateRegistry, RateWindow, SeedPod, StockSetting, Timings
 
 __all__ = ["router"]
 
@@ -126,6 +129,12 @@ async def set_denied_gpus(gpu_ids: list[str], request: Request) -> Response:
 @router.put("/failing-images", status_code=204)
 async def set_failing_images(images: list[str], request: Request) -> Response:
     _account(request).set_failing_images(images)
+    return Response(status_code=204)
+
+
+@router.put("/private-registries", status_code=204)
+async def set_private_registries(registries: list[PrivateRegistry], request: Request) -> Response:
+    _account(request).set_private_registries(registries)
     return Response(status_code=204)
 
 

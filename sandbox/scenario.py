@@ -26,6 +26,7 @@ from pydantic.alias_generators import to_camel
 __all__ = [
     "Bands",
     "FaultRule",
+    "PrivateRegistry",
     "RateWindow",
     "Scenario",
     "SeedPod",
@@ -85,6 +86,14 @@ class StockSetting(_Model):
     cuda_version: str | None = None
 
 
+class PrivateRegistry(_Model):
+    """A registry host whose images pull only with a credential of this username and password."""
+
+    host: str = Field(min_length=1)
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1, repr=False)
+
+
 class SeedGpu(_Model):
     id: str
     count: int = Field(default=1, ge=1)
@@ -138,6 +147,7 @@ class Scenario(_Model):
     read_only_keys: list[str] = Field(default_factory=list)
     extra_keys: list[str] = Field(default_factory=list)
     failing_images: list[str] = Field(default_factory=list)
+    private_registries: list[PrivateRegistry] = Field(default_factory=list)
     stock: list[StockSetting] = Field(default_factory=list)
     pods: list[SeedPod] = Field(default_factory=list)
     faults: list[FaultRule] = Field(default_factory=list)

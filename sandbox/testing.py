@@ -85,6 +85,10 @@ class SandboxAdmin:
         """Pulls of these images fail from now on: such pods go to ERROR with a system log line."""
         self._call("PUT", "/failing-images", images)
 
+    def set_private_registries(self, registries: list[Mapping[str, str]]) -> None:
+        """Images under these hosts pull only with a matching credential (`host`, `username`, `password`)."""
+        self._call("PUT", "/private-registries", registries)
+
     def set_rate_limits(self, windows: list[Mapping[str, Any]]) -> None:
         self._call("PUT", "/rate-limits", [dict(w) for w in windows])
 
