@@ -27,7 +27,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from binder.catalog_publisher import CatalogPublisher
@@ -39,6 +39,7 @@ from binder.leasing import NodeLeaseLoop
 from binder.node import NodeStatusLoop
 from binder.pods.context import always_leading, write_fence
 from binder.pods.controller import PodController
+from binder.registries.credentials import RegistryCredentials
 from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
 from contract.catalog import Catalog
@@ -140,6 +141,12 @@ def _pod_tasks(
         is_leading=is_leading,
         request_catalog_refresh=request_catalog_refresh,
         catalog=published_catalog,
+        registries=RegistryCredentials(
+            runpod=runpod,
+            cluster_id=cluster_id,
+            grace=timedelta(seconds=settings.sweep_grace_seconds),
+            fence=write_fence(is_leading),
+        ),
     )
 
     view = NodeView(
