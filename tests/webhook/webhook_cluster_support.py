@@ -5,11 +5,17 @@ Job watch from the control plane) behind a Service routed to its 127.0.0.1 port,
 a caBundle made by `certs.material`, and installs what the chart installs: both webhook
 configurations and the admission policy, narrowed to namespaces labelled `LABEL=<label>` so that
 other tests sharing the control plane never reach them. Leaving the block removes all of it.
+
+`running_stack` is the whole chain as the chart installs it: the sandbox RunPod, the binder as
+a process running as its own ServiceAccount (a TokenRequest kubeconfig), the webhook planning
+from the catalog that binder publishes, serving the test's namespace.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import signal
 import socket
 import ssl
 import subprocess
@@ -24,8 +30,12 @@ from typing import Any
 
 import httpx
 
+from binder.testing import BinderProcess, wait_for
 from certs.material import Action, Material, Renewal, issue, service_dns_names, trust_bundle
+from contract.policy import CATALOG_CONFIGMAP
 from controlplane import ControlPlane, ServiceRoute
+from controlplane.identities import service_account_kubeconfig
+from sandbox.testing import RunningSandbox, running_sandbox
 from webhook.admission_policy import render_admission_policy
 from webhook.configurations import render_webhook_configurations
 
@@ -183,3 +193,75 @@ def wait_until_served(plane: ControlPlane, namespace: str, label: str) -> None:
             plane.kubectl("delete", "pod", "-n", namespace, "probe", "--wait=false", check=False)
         time.sleep(0.2)
     raise AssertionError("the apiserver never called the webhook in the labelled namespace")
+
+
+API_KEY = "test-key"
+
+
+@dataclass
+class Stack:
+    plane: ControlPlane
+    node: str
+    binder_username: str
+    sandbox: RunningSandbox
+    binder: BinderProcess
+    webhook: Deployed
+    apps: str  # the users' namespace
+
+
+@contextmanager
+def running_stack(
+    plane: ControlPlane,
+    *,
+    apps: str,
+    tmp_path: Path,
+    purpose: str,
+    binder_args: Sequence[str] = (),
+    webhook_args: Sequence[str] = (),
+) -> Iterator[Stack]:
+    """Sandbox, binder (its own ServiceAccount, node `vr-<purpose>-<tag>`) and webhook serving
+    `apps`; the binder's output is written to stderr at the end. Leaving it removes all of it."""
+    tag = secrets.token_hex(3)
+    system, node = f"runpod-{tag}", f"vr-{purpose}-{tag}"
+    plane.kubectl("create", "namespace", system)
+    identity = service_account_kubeconfig(
+        plane, namespace=system, account="runpod-kubelet-binder", into=tmp_path, cluster_role="cluster-admin"
+    )
+    binder: BinderProcess | None = None
+    try:
+        with running_sandbox(api_key=API_KEY, seed=1) as sandbox:
+            binder = BinderProcess(
+                args=[
+                    "--kubeconfig", str(identity.kubeconfig), "--runpod-base-url", sandbox.base_url,
+                    "--node-name", node, "--namespace", system, "--no-leader-election",
+                    "--identity", purpose, "--reconcile-interval", "2",
+                    "--fast-interval", "0.5", "--node-status-interval", "1", *binder_args,
+                ],
+                log_path=tmp_path / "binder.log",
+                api_key=API_KEY,
+            )  # fmt: skip
+            wait_for(
+                "the catalog the binder publishes",
+                lambda: plane.kubectl("get", "configmap", CATALOG_CONFIGMAP, "-n", system, check=False)
+                .returncode == 0,
+                timeout=120,
+            )  # fmt: skip
+            with serve_webhook(
+                plane,
+                namespace=system,
+                label=tag,
+                name=f"runpod-kubelet-{purpose}-{tag}",
+                tls=tmp_path,
+                binder_username=identity.username,
+                args=[f"--node-name={node}", *webhook_args],
+            ) as webhook:
+                wait_until_served(plane, apps, tag)
+                yield Stack(plane, node, identity.username, sandbox, binder, webhook, apps)
+    finally:
+        if binder is not None:
+            binder.stop(signal.SIGKILL)
+            sys.stderr.write(f"\n----- binder -----\n{binder.output()[-20000:]}\n")
+        plane.kubectl("delete", "node", node, "--ignore-not-found", "--wait=false", check=False)
+        if identity.cluster_role_binding:
+            plane.kubectl("delete", "clusterrolebinding", identity.cluster_role_binding, check=False)
+        plane.kubectl("delete", "namespace", system, "--wait=false", check=False)
