@@ -157,7 +157,9 @@ def _pod_tasks(
         catalog=published_catalog,
         registries=RegistryCredentials(
             runpod=runpod,
-            cluster_id=cluster_id,
+            # Per cluster and node: each virtual node's binder sweeps only the credentials it
+            # made, whose users it sees (another node's pods are not in its pod watch).
+            cluster_id=f"{cluster_id}/{settings.node_name}",
             grace=timedelta(seconds=settings.sweep_grace_seconds),
             fence=write_fence(is_leading),
         ),

@@ -2,7 +2,7 @@
 
     rpvk-<cluster16>-<digest24>
 
-`cluster16` stands for the cluster (a hash of its id), so this binder finds its own credentials
+`cluster16` stands for the cluster and node (a hash of both), so this binder finds its own credentials
 in the account's list again after a restart or a failover, and never touches another cluster's.
 `digest24` is a slow, salted hash (scrypt) of (registry, username, password): the same Secret
 content always gives the same name (never a second credential for it), a rotated password a new

@@ -7,8 +7,8 @@ PVs the binder's provisioner makes.
   without the matching credential) runs; the sandbox shows one registry credential, used by it;
   a second pod with the same Secret reuses it; none is left once both pods are gone.
 - A claim of class `runpod-network-volume` binds; a pod mounting it runs in the volume's data
-  center with `mounts.network`; a second pod later mounts the same volume; deleting the claim
-  deletes the volume.
+  center with `mounts.network`; a second pod later mounts the same volume; growing the claim
+  grows the volume; deleting the claim deletes the volume.
 """
 
 from __future__ import annotations
@@ -149,6 +149,23 @@ def test_a_network_volume_claim_binds_pins_its_pods_and_goes_with_the_claim(stac
     reader = _running(stack, "reader")["metadata"]["annotations"]
     assert _runpod(stack, reader["runpod.io/pod-id"])["mounts"]["network"][0]["volumeId"] == volume_id
     plane.kubectl("delete", "pod", "-n", stack.apps, "reader", "--wait=true", "--timeout=90s")
+
+    # Growing the claim grows the volume (RunPod only grows), then the PV and the claim's status.
+    plane.kubectl(
+        "patch", "pvc", "-n", stack.apps, "ckpt", "--type=merge",
+        "-p", json.dumps({"spec": {"resources": {"requests": {"storage": "30Gi"}}}}),
+    )  # fmt: skip
+    wait_for(
+        "the volume grown",
+        lambda: [v["size"] for v in stack.sandbox.admin.state()["networkVolumes"]] == [33],
+        timeout=60,
+    )
+    wait_for(
+        "the claim's capacity grown",
+        lambda: json.loads(plane.kubectl("get", "pvc", "-n", stack.apps, "ckpt", "-o", "json").stdout)
+        .get("status", {}).get("capacity", {}).get("storage") == "33G",
+        timeout=60,
+    )  # fmt: skip
 
     plane.kubectl("delete", "pvc", "-n", stack.apps, "ckpt", "--wait=false")
     wait_for("the volume deleted", lambda: stack.sandbox.admin.state()["networkVolumes"] == [], timeout=90)
