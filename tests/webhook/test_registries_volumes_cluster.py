@@ -174,3 +174,59 @@ def test_a_network_volume_claim_binds_pins_its_pods_and_goes_with_the_claim(stac
         lambda: plane.kubectl("get", "pv", pv["metadata"]["name"], check=False).returncode != 0,
         timeout=60,
     )
+
+
+def test_a_static_pv_for_an_existing_volume_is_located_and_mounted(stack: Stack) -> None:
+    plane = stack.plane
+    import httpx
+
+    made = httpx.post(
+        f"{stack.sandbox.base_url}/v2/network-volumes",
+        json={"name": "datasets", "size": 50, "dataCenter": "EU-SE-1"},
+        headers={"Authorization": "Bearer test-key"},
+    ).json()
+    name = f"static-{stack.apps}"
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "capacity": {"storage": "50G"},
+            "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "csi": {"driver": "network-volume.runpod-kubelet.io", "volumeHandle": made["id"]},
+        },
+    }
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "datasets", "namespace": stack.apps},
+        "spec": {
+            "storageClassName": "",
+            "volumeName": name,
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": "50G"}},
+        },
+    }
+    apply(plane, pv, claim)
+    try:
+
+        def located() -> str | None:
+            found = json.loads(plane.kubectl("get", "pv", name, "-o", "json").stdout)
+            bound = found.get("status", {}).get("phase") == "Bound"
+            return found["metadata"].get("annotations", {}).get(DATACENTER_ANNOTATION) if bound else None
+
+        assert wait_for("the static PV located and bound", located, timeout=90) == "EU-SE-1"
+        _create(stack, _pod(stack, "static", mount=("datasets", "/datasets")))
+        annotations = _running(stack, "static")["metadata"]["annotations"]
+        runpod = _runpod(stack, annotations["runpod.io/pod-id"])
+        assert runpod["dataCenterId"] == "EU-SE-1"
+        assert runpod["mounts"]["network"] == [{"volumeId": made["id"], "path": "/datasets"}]
+    finally:
+        plane.kubectl(
+            "delete", "pod", "-n", stack.apps, "static", "--wait=true", "--timeout=90s", check=False
+        )
+        plane.kubectl("delete", "pvc", "-n", stack.apps, "datasets", "--wait=false", check=False)
+        plane.kubectl("delete", "pv", name, "--wait=false", check=False)
+    # Retain: the RunPod volume outlives its claim and PV.
+    assert made["id"] in {v["id"] for v in stack.sandbox.admin.state()["networkVolumes"]}
