@@ -230,3 +230,35 @@ def test_a_static_pv_for_an_existing_volume_is_located_and_mounted(stack: Stack)
         plane.kubectl("delete", "pv", name, "--wait=false", check=False)
     # Retain: the RunPod volume outlives its claim and PV.
     assert made["id"] in {v["id"] for v in stack.sandbox.admin.state()["networkVolumes"]}
+
+
+def test_a_missing_pull_secret_keeps_the_pod_waiting_until_it_exists(stack: Stack) -> None:
+    stack.sandbox.admin.set_private_registries([PRIVATE])
+    _create(stack, _pod(stack, "patient", image=IMAGE, imagePullSecrets=[{"name": "later"}]))
+
+    def warned() -> bool:
+        events = json.loads(stack.plane.kubectl("get", "events", "-n", stack.apps, "-o", "json").stdout)[
+            "items"
+        ]
+        return any(
+            e["reason"] == "FailedToRetrieveImagePullSecret" and "(later)" in e["message"]
+            and e["involvedObject"]["name"] == "patient"
+            for e in events
+        )  # fmt: skip
+
+    wait_for("the kubelet's Event for the missing Secret", warned, timeout=60)
+    waiting = get_pod(stack.plane, stack.apps, "patient")
+    assert waiting["status"]["phase"] == "Pending" and stack.sandbox.admin.state()["pods"] == []
+    config = {"auths": {PRIVATE["host"]: {"username": PRIVATE["username"], "password": PRIVATE["password"]}}}
+    apply(
+        stack.plane,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "later", "namespace": stack.apps},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
+        },
+    )
+    running = _running(stack, "patient")["metadata"]["annotations"]
+    assert running["runpod.io/registry-auth-id"] == _runpod(stack, running["runpod.io/pod-id"])["registry"]
