@@ -2,7 +2,8 @@
 webhook and binder read. Pure: no I/O.
 
     StorageClass runpod-network-volume     provisioner network-volume.runpod-kubelet.io
-      parameters: dataCenterId (fixes the data center), volumeType (STANDARD | HIGH_PERFORMANCE)
+      parameters: dataCenterId (fixes the data center), volumeType (STANDARD | HIGH_PERFORMANCE),
+                  nodeName (only that virtual node's binder provisions it; default: any)
     PVC annotation runpod.io/datacenter-id fixes the data center of one claim (wins)
     PV  spec.csi.driver = the provisioner, spec.csi.volumeHandle = the RunPod volume id,
         annotation runpod.io/network-volume-datacenter = its data center (the binder writes it,
@@ -37,7 +38,9 @@ PROVISIONER: Final = "network-volume.runpod-kubelet.io"
 STORAGE_CLASS: Final = "runpod-network-volume"
 PARAM_DATACENTER: Final = "dataCenterId"
 PARAM_VOLUME_TYPE: Final = "volumeType"
-PARAMETERS: Final = frozenset({PARAM_DATACENTER, PARAM_VOLUME_TYPE})
+# With several virtual nodes (binders) in one cluster: the node whose binder provisions the class.
+PARAM_NODE_NAME: Final = "nodeName"
+PARAMETERS: Final = frozenset({PARAM_DATACENTER, PARAM_VOLUME_TYPE, PARAM_NODE_NAME})
 VOLUME_TYPES: Final = ("STANDARD", "HIGH_PERFORMANCE")
 CLAIM_DATACENTER_ANNOTATION: Final = "runpod.io/datacenter-id"
 DATACENTER_ANNOTATION: Final = "runpod.io/network-volume-datacenter"

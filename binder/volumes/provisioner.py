@@ -44,6 +44,7 @@ from contract.policy import NodePolicy
 from contract.volumes import (
     DATACENTER_ANNOTATION,
     FINALIZER,
+    PARAM_NODE_NAME,
     PROVISIONER,
     claim_provisioner,
     network_volume_of,
@@ -121,6 +122,7 @@ class VolumeProvisioner:
             str((c.get("metadata") or {}).get("name")): c
             for c in self.classes.items.values()
             if c.get("provisioner") == PROVISIONER
+            and (c.get("parameters") or {}).get(PARAM_NODE_NAME, self._node) == self._node
         }
 
     async def reconcile(self) -> bool:
@@ -130,10 +132,8 @@ class VolumeProvisioner:
         pending = [
             c
             for c in self.claims.items.values()
-            if (
-                claim_provisioner(c) == PROVISIONER
-                or (c.get("spec") or {}).get("storageClassName") in classes
-            )
+            if (c.get("spec") or {}).get("storageClassName") in classes
+            and claim_provisioner(c) in (PROVISIONER, None)
             and (c.get("status") or {}).get("phase") == "Pending"
             and not (c.get("spec") or {}).get("volumeName")
             and pv_name(str((c.get("metadata") or {}).get("uid"))) not in pvs
