@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -60,7 +61,13 @@ from kit.kube import (
     post_json,
 )
 from runpod_api.client import RunPodClient
-from runpod_api.errors import RunPodError
+from runpod_api.errors import (
+    RunPodBadRequest,
+    RunPodError,
+    RunPodForbidden,
+    RunPodNotFound,
+    RunPodUnprocessable,
+)
 from runpod_api.models import CreateNetworkVolumeRequest, NetworkVolume
 
 __all__ = ["VolumeProvisioner"]
@@ -69,6 +76,9 @@ log = logging.getLogger(__name__)
 
 BUSY_INTERVAL: Final = 2.0
 IDLE_INTERVAL: Final = 30.0
+# A claim that cannot be provisioned, or a static PV whose volume is not in the account, is
+# looked at again only after this (so a broken claim does not cost a RunPod list every pass).
+PROBLEM_RETRY: Final = 60.0
 
 
 class VolumeProvisioner:
@@ -88,6 +98,8 @@ class VolumeProvisioner:
         self._policy, self._node, self._cluster_id = policy, node_name, cluster_id
         self._fence, self._catalog = fence, catalog
         self._wake = asyncio.Event()
+        # "claim/<uid>" or "pv/<name>" -> monotonic time before which it is left alone.
+        self._quiet_until: dict[str, float] = {}
         wake: Callable[[str, dict[str, Any]], None] = lambda _type, _obj: self._wake.set()  # noqa: E731
         self.claims = Reflector(api, path="/api/v1/persistentvolumeclaims", on_event=wake)
         self.volumes = Reflector(api, path="/api/v1/persistentvolumes", on_event=wake)
@@ -138,12 +150,14 @@ class VolumeProvisioner:
             and not (c.get("spec") or {}).get("volumeName")
             and pv_name(str((c.get("metadata") or {}).get("uid"))) not in pvs
             and not (c.get("metadata") or {}).get("deletionTimestamp")
+            and not self._quiet(f"claim/{(c.get('metadata') or {}).get('uid')}")
         ]
         ours = {name: pv for name, pv in pvs.items() if network_volume_of(pv) is not None}
         unlocated = [
             pv
             for pv in ours.values()
             if not ((pv.get("metadata") or {}).get("annotations") or {}).get(DATACENTER_ANNOTATION)
+            and not self._quiet(f"pv/{(pv.get('metadata') or {}).get('name')}")
         ]
         reclaim = [pv for pv in ours.values() if _reclaimable(pv)]
         grow = self._growing(ours)
@@ -174,6 +188,12 @@ class VolumeProvisioner:
             await self._grow(grown_claim, grown_pv, size)
         return True
 
+    def _quiet(self, key: str) -> bool:
+        return self._quiet_until.get(key, 0.0) > time.monotonic()
+
+    def _hush(self, key: str) -> None:
+        self._quiet_until[key] = time.monotonic() + PROBLEM_RETRY
+
     async def _provision(
         self,
         claim: Mapping[str, Any],
@@ -184,6 +204,7 @@ class VolumeProvisioner:
         metadata = claim.get("metadata") or {}
         event_target = {**claim, "apiVersion": "v1", "kind": "PersistentVolumeClaim"}
         if plan.problem is not None or plan.datacenter_id is None:
+            self._hush(f"claim/{metadata.get('uid')}")
             self._fence()
             await self._events.record(
                 event_target, type="Warning", reason="ProvisioningFailed", message=str(plan.problem)
@@ -193,11 +214,20 @@ class VolumeProvisioner:
         volume = listed.get(name)
         if volume is None:
             self._fence()
-            volume = await self._runpod.create_network_volume(
-                CreateNetworkVolumeRequest(
-                    name=name, size=plan.size_gb, data_center=plan.datacenter_id, type=plan.volume_type
+            try:
+                volume = await self._runpod.create_network_volume(
+                    CreateNetworkVolumeRequest(
+                        name=name, size=plan.size_gb, data_center=plan.datacenter_id, type=plan.volume_type
+                    )
                 )
-            )
+            except (RunPodBadRequest, RunPodForbidden, RunPodNotFound, RunPodUnprocessable) as exc:
+                # Refused for good (an ambiguous answer is left to the next pass's list instead).
+                self._hush(f"claim/{metadata.get('uid')}")
+                message = f"RunPod refused the network volume: {exc.detail}"
+                await self._events.record(
+                    event_target, type="Warning", reason="ProvisioningFailed", message=message
+                )
+                return
             listed[name] = volume
             log.info(
                 "created RunPod network volume %s for claim %s/%s",
@@ -229,6 +259,7 @@ class VolumeProvisioner:
             return
         volume = by_id.get(ref.volume_id)
         if volume is None or not volume.data_center:
+            self._hush(f"pv/{ref.pv_name}")
             log.warning(
                 "PV %s names network volume %s, which the RunPod account does not have",
                 ref.pv_name,
