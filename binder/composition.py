@@ -9,7 +9,8 @@ Order of events:
 2. Serve /healthz /readyz /metrics at once, standby or not.
 3. Campaign for the leader Lease (unless `--no-leader-election`). A standby waits here, ready.
 4. While leading, run the leader tasks, each under a readable name: `node-status`,
-   `node-lease`, `catalog-publisher`, `pod-controller`, `kubelet-api`, plus `leader-renewal`.
+   `node-lease`, `catalog-publisher`, `pod-controller`, `kubelet-api`, `volume-provisioner`
+   (claims of the network-volume StorageClass), plus `leader-renewal`.
    All are essential: when any of them ends or fails, or leadership is lost, the others are
    cancelled and the process exits non-zero, so the Deployment restarts it as a standby while
    the other replica takes over. Nothing is ever retried "in place" as a half-leader.
@@ -28,11 +29,12 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from binder.catalog_publisher import CatalogPublisher
 from binder.election import LeaderElector, LeadershipLost, leader_lease_name
+from binder.events import EventRecorder
 from binder.health import HealthState, Role, start_health_server
 from binder.kubelet_api.app import NodeView
 from binder.kubelet_api.server import serve_kubelet_api
@@ -40,10 +42,12 @@ from binder.leasing import NodeLeaseLoop
 from binder.node import NodeStatusLoop
 from binder.pods.context import always_leading, write_fence
 from binder.pods.controller import PodController
+from binder.registries.credentials import RegistryCredentials
 from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
 from binder.ssh.keys import SshKeyPair
 from binder.ssh.setup import build_dialer, load_key_pair
+from binder.volumes.provisioner import VolumeProvisioner
 from contract.catalog import Catalog
 from kit.kube import TransientKubeError, get_json, load_api_client
 from runpod_api.client import RunPodClient
@@ -104,10 +108,21 @@ def leader_tasks(
     catalog = CatalogPublisher(
         api=api, runpod=runpod, namespace=settings.namespace, interval=settings.catalog_refresh_interval
     )
+    provisioner = VolumeProvisioner(
+        api=api,
+        runpod=runpod,
+        events=EventRecorder(api, component="runpod-kubelet-binder", host=settings.node_name),
+        policy=settings.node_policy(),
+        node_name=settings.node_name,
+        cluster_id=cluster_id,
+        fence=write_fence(is_leading),
+        catalog=lambda: catalog.published,
+    )
     tasks: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
         "node-status": node_status.run,
         "node-lease": node_lease.run,
         "catalog-publisher": catalog.run,
+        "volume-provisioner": provisioner.run,
     }
     tasks.update(
         _pod_tasks(
@@ -148,6 +163,14 @@ def _pod_tasks(
         request_catalog_refresh=request_catalog_refresh,
         catalog=published_catalog,
         ssh_public_key=ssh_keys.public_key,
+        registries=RegistryCredentials(
+            runpod=runpod,
+            # Per cluster and node: each virtual node's binder sweeps only the credentials it
+            # made, whose users it sees (another node's pods are not in its pod watch).
+            cluster_id=f"{cluster_id}/{settings.node_name}",
+            grace=timedelta(seconds=settings.sweep_grace_seconds),
+            fence=write_fence(is_leading),
+        ),
     )
 
     view = NodeView(

@@ -92,6 +92,12 @@ EXIT_CODE: Final = "runpod.io/exit-code"
 # "<RunPod pod id> <key type> <base64>" (trust on first use: RunPod reports no host keys; see
 # binder.ssh.pinning).
 SSH_HOST_KEY: Final = "runpod.io/ssh-host-key"
+# The RunPod registry credential the binder made from the pod's image pull secrets (its id only:
+# the credential itself never leaves the Secret and RunPod). Recorded with the create attempt,
+# before the POST, so no credential a pod may be using is ever deleted as unused.
+REGISTRY_AUTH_ID: Final = "runpod.io/registry-auth-id"
+# The RunPod network volume mounted into the pod (from its PersistentVolumeClaim).
+NETWORK_VOLUME_ID: Final = "runpod.io/network-volume-id"
 
 STATE_KEYS: Final[tuple[str, ...]] = (
     CREATE_ATTEMPT,
@@ -107,6 +113,8 @@ STATE_KEYS: Final[tuple[str, ...]] = (
     TERMINATED,
     EXIT_CODE,
     SSH_HOST_KEY,
+    REGISTRY_AUTH_ID,
+    NETWORK_VOLUME_ID,
 )
 
 # Every key under `runpod.io/` that the project defines. Anything else under that prefix is a

@@ -30,7 +30,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from datetime import datetime
 from importlib import metadata
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -50,8 +50,18 @@ from runpod_api.errors import (
 )
 from runpod_api.logstream import LogStreamDecoder, ResumePoint
 from runpod_api.metrics import RunPodMetrics, default_metrics
-from runpod_api.models import CreatePodRequest, LogEvent, Pod
+from runpod_api.models import (
+    CreateNetworkVolumeRequest,
+    CreatePodRequest,
+    CreateRegistryRequest,
+    LogEvent,
+    NetworkVolume,
+    Pod,
+    Registry,
+)
 from runpod_api.ratelimit import RateLimitState, pacing_delay
+
+_M = TypeVar("_M", bound=pydantic.BaseModel)
 
 __all__ = ["DEFAULT_BASE_URL", "RunPodClient", "find_created_pods", "user_agent"]
 
@@ -71,6 +81,10 @@ _POD_LOGS: Final = "/v2/pods/{id}/logs"
 _GPUS: Final = "/v2/catalog/gpus"
 _CPUS: Final = "/v2/catalog/cpus"
 _DATACENTERS: Final = "/v2/catalog/datacenters"
+_REGISTRIES: Final = "/v2/registries"
+_REGISTRY: Final = "/v2/registries/{id}"
+_VOLUMES: Final = "/v2/network-volumes"
+_VOLUME: Final = "/v2/network-volumes/{id}"
 
 
 def user_agent() -> str:
@@ -166,9 +180,69 @@ class RunPodClient:
         params = {"include": "AVAILABILITY", "product": "POD"}
         return self._json_object(await self._call("GET", _CPUS, params=params, idempotent=True))
 
-    async def datacenters(self) -> dict[str, Any]:
-        """Raw `GET /v2/catalog/datacenters`."""
-        return self._json_object(await self._call("GET", _DATACENTERS, idempotent=True))
+    async def datacenters(self, *, network_volume_type: str | None = None) -> dict[str, Any]:
+        """Raw `GET /v2/catalog/datacenters` (only those offering `network_volume_type` if given)."""
+        params = {"networkVolumeTypes": network_volume_type} if network_volume_type else None
+        return self._json_object(await self._call("GET", _DATACENTERS, params=params, idempotent=True))
+
+    # ---- registry credentials (write-only on RunPod) ----------------------------------------
+
+    async def list_registries(self) -> list[Registry]:
+        answer = self._json_object(await self._call("GET", _REGISTRIES, idempotent=True))
+        return self._parse_list(answer, "registries", Registry)
+
+    async def create_registry(self, request: CreateRegistryRequest) -> Registry:
+        """One `POST /v2/registries`, never repeated (after a 5xx or timeout it may exist: list
+        and match the name before sending another). The password is scrubbed from any error."""
+        response = await self._call(
+            "POST",
+            _REGISTRIES,
+            body=request.body(),
+            idempotent=False,
+            secrets=(request.password, request.username),
+        )
+        return self._parse_one(response, Registry)
+
+    async def delete_registry(self, registry_id: str) -> bool:
+        """True if deleted now, False if RunPod no longer knew it (404). A credential a pod
+        still uses is refused: `RunPodBadRequest` (400), to be retried later."""
+        try:
+            await self._call("DELETE", _REGISTRY, pod_id=registry_id, idempotent=True)
+        except RunPodNotFound:
+            return False
+        return True
+
+    # ---- network volumes --------------------------------------------------------------------
+
+    async def list_network_volumes(self) -> list[NetworkVolume]:
+        answer = self._json_object(await self._call("GET", _VOLUMES, idempotent=True))
+        return self._parse_list(answer, "networkVolumes", NetworkVolume)
+
+    async def get_network_volume(self, volume_id: str) -> NetworkVolume:
+        return self._parse_one(
+            await self._call("GET", _VOLUME, pod_id=volume_id, idempotent=True), NetworkVolume
+        )
+
+    async def create_network_volume(self, request: CreateNetworkVolumeRequest) -> NetworkVolume:
+        """One `POST /v2/network-volumes`, never repeated (list and match the name after an
+        ambiguous answer)."""
+        response = await self._call("POST", _VOLUMES, body=request.body(), idempotent=False)
+        return self._parse_one(response, NetworkVolume)
+
+    async def resize_network_volume(self, volume_id: str, size_gb: int) -> NetworkVolume:
+        """`PATCH` the size; RunPod only grows a volume (a smaller size is a 400)."""
+        response = await self._call(
+            "PATCH", _VOLUME, pod_id=volume_id, body={"size": size_gb}, idempotent=False
+        )
+        return self._parse_one(response, NetworkVolume)
+
+    async def delete_network_volume(self, volume_id: str) -> bool:
+        """True if deleted now, False if RunPod no longer knew it (404)."""
+        try:
+            await self._call("DELETE", _VOLUME, pod_id=volume_id, idempotent=True)
+        except RunPodNotFound:
+            return False
+        return True
 
     # ---- pods -------------------------------------------------------------------------------
 
@@ -404,8 +478,11 @@ class RunPodClient:
         body: dict[str, Any] | None = None,
         idempotent: bool,
         read_timeout: float | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> httpx.Response:
-        """One logical call: paced, retried per `RetryPolicy`, answered 2xx or raised typed."""
+        """One logical call: paced, retried per `RetryPolicy`, answered 2xx or raised typed.
+        `pod_id` fills the path's `{id}` (of a pod, a registry or a volume); `secrets` are
+        masked in any error detail, like the API key."""
         attempt = limited = 0
         while True:
             try:
@@ -416,6 +493,7 @@ class RunPodClient:
                     params=params,
                     body=body,
                     limits=httpx.Timeout(read_timeout) if read_timeout is not None else None,
+                    secrets=secrets,
                 )
             except RunPodRateLimited as exc:
                 if limited >= self._retry.rate_limit_retries or exc.retry_after > self._retry.max_pace_wait:
@@ -444,6 +522,7 @@ class RunPodClient:
         headers: dict[str, str] | None = None,
         limits: httpx.Timeout | None = None,
         stream: bool = False,
+        secrets: tuple[str, ...] = (),
     ) -> httpx.Response:
         """One HTTP request. Returns a 2xx response (unread if `stream`), raises RunPodError."""
         path = endpoint.format(id=quote(pod_id, safe="")) if pod_id is not None else endpoint
@@ -499,7 +578,10 @@ class RunPodClient:
         finally:
             await response.aclose()
         error = error_from_response(
-            status=response.status_code, headers=response.headers, body=text, secrets=(self._api_key,)
+            status=response.status_code,
+            headers=response.headers,
+            body=text,
+            secrets=(self._api_key, *secrets),
         )
         if isinstance(error, RunPodRateLimited):
             self.rate_limit.block_for(error.retry_after, now=self._clock())
@@ -551,6 +633,26 @@ class RunPodClient:
                 "RunPod answered JSON that is not an object", status=response.status_code
             )
         return data
+
+    def _parse_one(self, response: httpx.Response, model: type[_M]) -> _M:
+        try:
+            return model.model_validate(self._json(response))
+        except pydantic.ValidationError:
+            raise RunPodProtocolError(
+                f"RunPod answered an unreadable {model.__name__}", status=response.status_code
+            ) from None
+
+    def _parse_list(self, answer: dict[str, Any], key: str, model: type[_M]) -> list[_M]:
+        raw = answer.get(key)
+        if not isinstance(raw, list):
+            raise RunPodProtocolError(f"RunPod answered without a {key!r} list", status=200)
+        items: list[_M] = []
+        for entry in raw:
+            try:
+                items.append(model.model_validate(entry))
+            except pydantic.ValidationError:
+                log.warning("skipping an unreadable %s in RunPod's answer", model.__name__)
+        return items
 
     def _require_pod(self, response: httpx.Response) -> Pod:
         pod = self._parse_pod(self._json(response), strict=True)

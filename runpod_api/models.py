@@ -25,14 +25,20 @@ __all__ = [
     "CpuConfig",
     "CreateCpuConfig",
     "CreateGpuConfig",
+    "CreateMounts",
+    "CreateNetworkVolumeRequest",
     "CreatePodRequest",
+    "CreateRegistryRequest",
     "GpuConfig",
     "GpuUtilization",
     "LogEvent",
+    "NetworkMount",
+    "NetworkVolume",
     "Pod",
     "PodRuntime",
     "PodSsh",
     "PodSshEndpoint",
+    "Registry",
     "RuntimePort",
     "Utilization",
 ]
@@ -260,6 +266,18 @@ class CreateCpuConfig(_Write):
     vcpu_count: int = Field(alias="vcpuCount", ge=2)
 
 
+class NetworkMount(_Write):
+    """One entry of `mounts.network`: an existing network volume in the pod's data center."""
+
+    volume_id: str = Field(min_length=1, alias="volumeId")
+    path: str = Field(min_length=1)
+
+
+class CreateMounts(_Write):
+    # RunPod allows one network volume per pod today (`maxItems: 1`).
+    network: list[NetworkMount] | None = Field(default=None, max_length=1)
+
+
 class CreatePodRequest(_Write):
     """Body of `POST /v2/pods`. `body()` is what goes on the wire."""
 
@@ -275,11 +293,54 @@ class CreatePodRequest(_Write):
     env: dict[str, str] | None = Field(default=None, repr=False)
     args: str | None = None
     registry: str | None = None
+    mounts: CreateMounts | None = None
     global_networking: bool | None = Field(default=None, alias="globalNetworking")
 
     def body(self) -> dict[str, Any]:
         # exclude_none keeps gpu.count: it always has a value.
         return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class CreateRegistryRequest(_Write):
+    """Body of `POST /v2/registries`. The credential is write-only: RunPod never returns it, and
+    neither does this model's repr."""
+
+    name: str = Field(min_length=1)
+    username: str = Field(min_length=1, repr=False)
+    password: str = Field(min_length=1, repr=False)
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
+class Registry(_Read):
+    """A registry credential as RunPod shows it: id and name, never the secret."""
+
+    id: str
+    name: str = ""
+
+
+VolumeType = Literal["STANDARD", "HIGH_PERFORMANCE"]
+
+
+class CreateNetworkVolumeRequest(_Write):
+    """Body of `POST /v2/network-volumes`; `size` in GB, 10..4096."""
+
+    name: str = Field(min_length=1)
+    size: int = Field(ge=10, le=4096)
+    data_center: str = Field(min_length=1, alias="dataCenter")
+    type: VolumeType | None = None
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class NetworkVolume(_Read):
+    id: str
+    name: str = ""
+    size: int = 0
+    data_center: str | None = Field(default=None, alias="dataCenter")
+    type: str | None = None
 
 
 LogSource = Literal["container", "system"]

@@ -496,9 +496,13 @@ class Stack:
             state_writers=[self.binder_username],
             node_name=opts.node_name,
         )
-        applied = kube.apply(*configurations, *guard)
+        # Claims of this class become RunPod network volumes (the binder's provisioner).
+        from contract.volumes import STORAGE_CLASS, render_storage_class
+
+        applied = kube.apply(*configurations, *guard, render_storage_class())
         if applied.returncode != 0:
             raise DemoError(f"cannot install the webhook configurations: {applied.stderr.strip()}")
+        self._undo.append(("StorageClass " + STORAGE_CLASS, self._deleter("storageclass", STORAGE_CLASS)))
         self._undo.append(
             (
                 "webhook configurations and admission policy",

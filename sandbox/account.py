@@ -39,9 +39,19 @@ from sandbox.problems import (
     ApiError,
 )
 from sandbox.ratelimit import RateLimiter
-from sandbox.scenario import CpuStockSetting, RateWindow, Scenario, SeedPod, StockSetting, Timings
+from sandbox.registries import RegistryBook, pull_denied_line
+from sandbox.scenario import (
+    CpuStockSetting,
+    PrivateRegistry,
+    RateWindow,
+    Scenario,
+    SeedPod,
+    StockSetting,
+    Timings,
+)
 from sandbox.sshd import PodAccess, PodSshd, SshdSettings
 from sandbox.validation import check_create_rules, check_update_rules, validate_body
+from sandbox.volumes import VolumeBook
 
 __all__ = ["Account", "Clock", "KeyCheck"]
 
@@ -90,6 +100,11 @@ class Account:
         self._balance: float | None = self.scenario.balance_usd
         self._spend_at_balance = 0.0
         self._rng = random.Random(seed)
+        # Registry credentials and network volumes: their own books, on their own random streams.
+        self.registries = RegistryBook(
+            rng=random.Random(f"{seed}-registries"), private=self.scenario.private_registries
+        )
+        self.volumes = VolumeBook(rng=random.Random(f"{seed}-volumes"), inventory=self.inventory)
         self._containers: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.closing = asyncio.Event()
@@ -237,10 +252,8 @@ class Account:
         self._schedule(pod, self.timings.starting_s, self._finish_starting)
 
     def _finish_starting(self, pod: PodRecord) -> None:
-        if pod.image in self.failing_images:
-            self._log(
-                pod, "system", f"error pulling image {pod.image}: pull access denied or repository not found"
-            )
+        if pod.image in self.failing_images or self.registries.pull_fails(pod.image, pod.registry):
+            self._log(pod, "system", pull_denied_line(pod.image))
             self._set_status(pod, "ERROR")
             return
         self._to_running(pod)
@@ -334,13 +347,13 @@ class Account:
         check_create_rules(body)
         if "templateId" in body:
             raise ApiError(404, "template not found")
-        if (body.get("mounts") or {}).get("network"):
-            raise ApiError(404, "network volume not found")
+        self.registries.check_create(body)
         cloud: Cloud = "COMMUNITY" if body.get("cloud") == "COMMUNITY" else "SECURE"
         dc_ids: list[str] = list(body.get("dataCenterIds") or [])
         for dc_id in dc_ids:
             if dc_id not in self.inventory.dcs:
                 raise ApiError(400, f"unknown data center id {dc_id!r}")
+        dc_ids = self.volumes.placement(body, dc_ids)
         if "cpu" in body:
             placed = place_cpu(self.inventory, body["cpu"], dc_ids, afford=self._check_balance)
         else:
@@ -551,6 +564,8 @@ class Account:
             "spendUsd": round(self.spend(), 9),
             "balanceUsd": self.balance_left(),
             "requests": dict(self.requests),
+            "registries": self.registries.state(self._used_by("registry")),
+            "networkVolumes": self.volumes.state(self._used_by("network")),
         }
 
     def _sshd_state(self, pod: PodRecord) -> dict[str, Any] | None:
@@ -560,6 +575,27 @@ class Account:
     def set_sshdless_images(self, patterns: list[str]) -> None:
         """Images that run no sshd from their next start on (scenario `sshdlessImages`)."""
         self.sshdless_images = list(patterns)
+
+    def _used_by(self, what: Literal["registry", "network"]) -> dict[str, list[str]]:
+        """Credential or volume id -> the pods (not terminated) that use it."""
+        used: dict[str, list[str]] = {}
+        for pod in self.pods.values():
+            if what == "registry":
+                ids = [pod.registry] if pod.registry else []
+            else:
+                ids = [m["volumeId"] for m in pod.mounts.get("network") or []]
+            for found in ids:
+                used.setdefault(found, []).append(pod.id)
+        return used
+
+    # -- registries and volumes ---------------------------------------------------------------
+    def delete_registry(self, registry_id: str) -> None:
+        """Refused (400) while any pod of the account still names the credential."""
+        in_use = any(p.registry == registry_id for p in self.pods.values())
+        self.registries.delete(registry_id, in_use=in_use)
+
+    def set_private_registries(self, registries: list[PrivateRegistry]) -> None:
+        self.registries.set_private(registries)
 
     def set_stock(self, setting: StockSetting) -> None:
         self.inventory.set_stock(setting)

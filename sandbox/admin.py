@@ -4,7 +4,9 @@ GET    /_sandbox                    this list
 GET    /_sandbox/state              pods (full, env included, each with the `createBody` it was
                                     created with, and `sshd`: whether SSH is served, its port and
                                     open connections; null without 22/tcp), terminated pods,
-                                    creates, deletes, spendUsd, balanceUsd, requests per route
+                                    creates, deletes, spendUsd, balanceUsd, requests per route,
+                                    registries (id, name, usedBy: never a username or password),
+                                    networkVolumes (usedBy)
 GET    /_sandbox/faults             live fault rules
 POST   /_sandbox/faults             add a rule (scenario `FaultRule`, e.g. {"route": "POST /v2/pods",
                                     "kind": "ambiguous_create", "count": 1})
@@ -19,6 +21,8 @@ PUT    /_sandbox/failing-images     ["ghcr.io/acme/private:1"]: pulls of these i
                                     on (the pod goes to ERROR with a `system` log line saying so)
 PUT    /_sandbox/sshdless-images    ["nginx:*"]: images (patterns) that run no sshd from their next
                                     start on: their 22/tcp refuses, no ssh.direct
+PUT    /_sandbox/private-registries [{"host", "username", "password"}]: images under these hosts
+                                    pull only with a registry credential of that username/password
 PUT    /_sandbox/rate-limits        [{"window": "minute", "quota": 60, "windowS": 60}, ...]
 PUT    /_sandbox/timings            scenario `Timings`
 POST   /_sandbox/pods               seed a foreign pod (scenario `SeedPod`)
@@ -36,7 +40,15 @@ from pydantic.alias_generators import to_camel
 
 from sandbox.account import Account
 from sandbox.problems import ApiError
-from sandbox.scenario import CpuStockSetting, FaultRule, RateWindow, SeedPod, StockSetting, Timings
+from sandbox.scenario import (
+    CpuStockSetting,
+    FaultRule,
+    PrivateRegistry,
+    RateWindow,
+    SeedPod,
+    StockSetting,
+    Timings,
+)
 
 __all__ = ["router"]
 
@@ -143,6 +155,12 @@ async def set_failing_images(images: list[str], request: Request) -> Response:
 @router.put("/sshdless-images", status_code=204)
 async def set_sshdless_images(patterns: list[str], request: Request) -> Response:
     _account(request).set_sshdless_images(patterns)
+    return Response(status_code=204)
+
+
+@router.put("/private-registries", status_code=204)
+async def set_private_registries(registries: list[PrivateRegistry], request: Request) -> Response:
+    _account(request).set_private_registries(registries)
     return Response(status_code=204)
 
 

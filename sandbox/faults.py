@@ -28,6 +28,10 @@ ROUTE_TEMPLATES: Final = (
     "/v2/catalog/cpus/{id}",
     "/v2/catalog/cpus",
     "/v2/catalog/datacenters",
+    "/v2/registries/{id}",
+    "/v2/registries",
+    "/v2/network-volumes/{id}",
+    "/v2/network-volumes",
 )
 _PATTERNS: Final = tuple(
     (re.compile("^" + re.escape(t).replace(re.escape("{id}"), "[^/]+") + "$"), t) for t in ROUTE_TEMPLATES

@@ -70,6 +70,10 @@ _ALLOW: Final = {
     "/v2/catalog/gpus": "GET",
     "/v2/catalog/gpus/{id}": "GET",
     "/v2/catalog/datacenters": "GET",
+    "/v2/registries": "GET, POST",
+    "/v2/registries/{id}": "GET, DELETE",
+    "/v2/network-volumes": "GET, POST",
+    "/v2/network-volumes/{id}": "GET, PATCH, DELETE",
 }
 
 

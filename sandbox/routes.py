@@ -90,6 +90,53 @@ async def list_datacenters(request: Request) -> JSONResponse:
     return JSONResponse({"dataCenters": dcs})
 
 
+@router.get("/registries")
+async def list_registries(request: Request) -> JSONResponse:
+    return JSONResponse({"registries": _account(request).registries.listing()})
+
+
+@router.post("/registries")
+async def create_registry(request: Request) -> JSONResponse:
+    return JSONResponse(_account(request).registries.create(await _json_body(request)), status_code=201)
+
+
+@router.get("/registries/{registry_id}")
+async def get_registry(registry_id: str, request: Request) -> JSONResponse:
+    return JSONResponse(_account(request).registries.get(registry_id))
+
+
+@router.delete("/registries/{registry_id}")
+async def delete_registry(registry_id: str, request: Request) -> Response:
+    _account(request).delete_registry(registry_id)
+    return Response(status_code=204)
+
+
+@router.get("/network-volumes")
+async def list_network_volumes(request: Request) -> JSONResponse:
+    return JSONResponse({"networkVolumes": _account(request).volumes.listing()})
+
+
+@router.post("/network-volumes")
+async def create_network_volume(request: Request) -> JSONResponse:
+    return JSONResponse(_account(request).volumes.create(await _json_body(request)), status_code=201)
+
+
+@router.get("/network-volumes/{volume_id}")
+async def get_network_volume(volume_id: str, request: Request) -> JSONResponse:
+    return JSONResponse(_account(request).volumes.get(volume_id))
+
+
+@router.patch("/network-volumes/{volume_id}")
+async def update_network_volume(volume_id: str, request: Request) -> JSONResponse:
+    return JSONResponse(_account(request).volumes.update(volume_id, await _json_body(request)))
+
+
+@router.delete("/network-volumes/{volume_id}")
+async def delete_network_volume(volume_id: str, request: Request) -> Response:
+    _account(request).volumes.delete(volume_id)
+    return Response(status_code=204)
+
+
 @router.post("/pods")
 async def create_pod(request: Request) -> JSONResponse:
     return JSONResponse(_account(request).create_pod(await _json_body(request)), status_code=201)

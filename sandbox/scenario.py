@@ -29,6 +29,7 @@ __all__ = [
     "Bands",
     "CpuStockSetting",
     "FaultRule",
+    "PrivateRegistry",
     "RateWindow",
     "Scenario",
     "SeedPod",
@@ -96,6 +97,14 @@ class CpuStockSetting(_Model):
     free: int = Field(ge=0)
 
 
+class PrivateRegistry(_Model):
+    """A registry host whose images pull only with a credential of this username and password."""
+
+    host: str = Field(min_length=1)
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1, repr=False)
+
+
 class SeedGpu(_Model):
     id: str
     count: int = Field(default=1, ge=1)
@@ -152,6 +161,7 @@ class Scenario(_Model):
     # Images (shell-style patterns, `fnmatch`) that run no sshd: their 22/tcp refuses
     # connections and RunPod reports no `ssh.direct` for them (sandbox.sshd).
     sshdless_images: list[str] = Field(default_factory=list)
+    private_registries: list[PrivateRegistry] = Field(default_factory=list)
     stock: list[StockSetting] = Field(default_factory=list)
     cpu_stock: list[CpuStockSetting] = Field(default_factory=list)
     pods: list[SeedPod] = Field(default_factory=list)

@@ -92,6 +92,10 @@ class SandboxAdmin:
         """Images (fnmatch patterns) that run no sshd from their next start on."""
         self._call("PUT", "/sshdless-images", patterns)
 
+    def set_private_registries(self, registries: list[Mapping[str, str]]) -> None:
+        """Images under these hosts pull only with a matching credential (`host`, `username`, `password`)."""
+        self._call("PUT", "/private-registries", registries)
+
     def set_rate_limits(self, windows: list[Mapping[str, Any]]) -> None:
         self._call("PUT", "/rate-limits", [dict(w) for w in windows])
 

@@ -36,10 +36,18 @@ from contract.containers import split_containers
 from contract.plan import PLAN_KEYS, Plan, PlanError, parse_port, plan_from_annotations, plan_to_annotations
 from contract.policy import CPU_CLOUD, GPU_RESOURCE, NodePolicy, pod_targets_node
 from webhook.compute import count_gpus, decide_compute
-from webhook.containers import check_containers, dropped_gpu_warnings, volume_warnings
+from webhook.containers import check_containers, dropped_gpu_warnings
 from webhook.demands import cpu_demand, gpu_demand, vcpu_warnings
 from webhook.inputs import detect_ports, read_inputs, suggest
-from webhook.problems import FORBIDDEN, FROZEN_AFTER_CREATE, MAX_LISTED, STATE_ON_NEW_POD, UNAVAILABLE, Denial
+from webhook.problems import (
+    FORBIDDEN,
+    FROZEN_AFTER_CREATE,
+    INVALID,
+    MAX_LISTED,
+    STATE_ON_NEW_POD,
+    UNAVAILABLE,
+    Denial,
+)
 from webhook.resolving import (
     CpuDemand,
     Demand,
@@ -49,6 +57,7 @@ from webhook.resolving import (
 )
 from webhook.reviews import AdmissionRequest, Verdict, annotations_of, escape_pointer
 from webhook.tolerations import DEFAULT_OUTAGE_TOLERATIONS, OutageTolerations, outage_toleration_patch
+from webhook.volumes import VolumeLookups, pin_datacenters, read_volumes
 
 # (namespace, name, uid) -> the Job's annotations, or None while the Job is not (yet) known.
 JobLookup = Callable[[str, str, str], Mapping[str, str] | None]
@@ -107,6 +116,7 @@ def write_plan(request: PlanRequest, catalog: Catalog) -> dict[str, str]:
 
 
 ALLOW: Final = Verdict(allowed=True)
+MAX_DISK_GB: Final = 2000
 # Where validate's drop list comes from: the plan, which carries the pod's or its Job's value.
 _PLANNED_ORIGIN: Final = "the pod (or its Job)"
 _PRICE_SLACK: Final = 1e-9
@@ -142,6 +152,7 @@ def mutate(
     jobs: JobLookup | None,
     planner: Planner = write_plan,
     outage: OutageTolerations = DEFAULT_OUTAGE_TOLERATIONS,
+    volumes: VolumeLookups | None = None,
 ) -> Verdict:
     pod = request.object
     if request.is_pod and request.operation == "UPDATE":
@@ -161,6 +172,7 @@ def mutate(
             jobs=jobs,
             planner=planner,
             outage=outage,
+            volumes=volumes,
         )
     except Denial as denial:
         return deny(denial)
@@ -202,6 +214,7 @@ def _plan_pod(
     jobs: JobLookup | None,
     planner: Planner,
     outage: OutageTolerations,
+    volumes: VolumeLookups | None = None,
 ) -> Verdict:
     annotations = annotations_of(pod)
     _refuse_state_keys(annotations)
@@ -235,7 +248,9 @@ def _plan_pod(
     check_containers(split, final=False, origin=inputs.origin(keys.DROP_CONTAINERS))
     gpus = count_gpus(spec)
     compute = decide_compute(inputs, gpus, default=policy.default_compute_type)
-    warnings: list[str] = [*dropped_gpu_warnings(spec, split), *volume_warnings(spec)]
+    # Network volume (pins the data center), emptyDir (sizes the disk), the rest warned about.
+    pod_volumes = read_volumes(spec, namespace=request.namespace, lookups=volumes, policy=policy)
+    warnings: list[str] = [*dropped_gpu_warnings(spec, split), *pod_volumes.warnings]
     if inputs.ports is None:
         ports, port_warnings = detect_ports(spec)
         warnings += port_warnings
@@ -245,6 +260,14 @@ def _plan_pod(
         inputs.datacenter_ids, origin=inputs.origin(keys.DATACENTER_IDS), policy=policy, catalog=catalog
     )
     warnings += dc_warnings
+    datacenters = pin_datacenters(datacenters, pod_volumes)
+    disk_gb = inputs.container_disk_gb + pod_volumes.disk_gb
+    if disk_gb > MAX_DISK_GB:
+        raise Denial(
+            f"container disk {inputs.container_disk_gb} GB plus emptyDir sizeLimits {pod_volumes.disk_gb} GB "
+            f"is above RunPod's {MAX_DISK_GB} GB; lower them",
+            code=INVALID,
+        )
     demand: Demand | CpuDemand
     if compute == "CPU":
         demand = cpu_demand(inputs, spec, split, datacenters=datacenters, policy=policy, catalog=catalog)
@@ -256,7 +279,7 @@ def _plan_pod(
         PlanRequest(
             demand=demand,
             ports=tuple(str(p) for p in ports),
-            container_disk_gb=inputs.container_disk_gb,
+            container_disk_gb=disk_gb,
             registry_auth_id=inputs.registry_auth_id,
             template_id=inputs.template_id,
             drop_containers=inputs.drop_containers,

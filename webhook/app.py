@@ -41,6 +41,7 @@ from webhook.caches import CatalogSource, catalog_age_seconds
 from webhook.problems import Denial
 from webhook.reviews import MalformedReview, Verdict, parse_review, render_review
 from webhook.tolerations import DEFAULT_OUTAGE_TOLERATIONS, OutageTolerations
+from webhook.volumes import VolumeLookups
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,9 @@ class Dependencies:
     tls_handshakes: Callable[[], float] | None = None
     # The outage tolerations given to new pods (`tolerations`).
     outage: OutageTolerations = DEFAULT_OUTAGE_TOLERATIONS
+    # Claims and PVs (network volumes); None = no cluster, claims are only warned about.
+    volumes: VolumeLookups | None = None
+    volumes_synced: Callable[[], bool] = lambda: True
 
 
 def create_app(deps: Dependencies) -> FastAPI:
@@ -148,6 +152,7 @@ def create_app(deps: Dependencies) -> FastAPI:
             jobs=deps.jobs,
             planner=planner,
             outage=deps.outage,
+            volumes=deps.volumes,
         )
 
     def decide_validate(body: bytes) -> tuple[str, Verdict]:
@@ -171,6 +176,8 @@ def create_app(deps: Dependencies) -> FastAPI:
             return _plain(503, "catalog not loaded yet")
         if not deps.jobs_synced():
             return _plain(503, "Job cache not listed yet")
+        if not deps.volumes_synced():
+            return _plain(503, "PersistentVolumeClaim and PersistentVolume caches not listed yet")
         return _plain(200, f"ok, catalog {catalog.revision}")
 
     @app.get("/metrics")

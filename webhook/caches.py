@@ -6,6 +6,8 @@
 - `FileCatalog` reads `--catalog-file` (development, tests, the outside checker) and re-reads it
   when the file changes, checked at most every few seconds.
 - `JobIndex` answers "annotations of Job ns/name with this uid" from a watched Job mapping.
+- `VolumeIndex` answers "claim ns/name" and "PV name" from watched PVC and PV mappings (a
+  pod's network volume pins its data center, `volumes`).
 
 Does not own the watches themselves (`cli` starts them) or any decision.
 """
@@ -113,6 +115,21 @@ class FileCatalog:
             if self._catalog is None:
                 raise CatalogError(f"--catalog-file {self._path}: {exc}") from None
             log.error("catalog file unreadable; keeping the previous catalog: %s", exc)
+
+
+class VolumeIndex:
+    """Claims and PVs from live "ns/name" -> PVC and "name" -> PV mappings (watch caches)."""
+
+    def __init__(
+        self, *, claims: Mapping[str, dict[str, Any]], volumes: Mapping[str, dict[str, Any]]
+    ) -> None:
+        self._claims, self._volumes = claims, volumes
+
+    def claim(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self._claims.get(f"{namespace}/{name}")
+
+    def volume(self, name: str) -> Mapping[str, Any] | None:
+        return self._volumes.get(name)
 
 
 class JobIndex:

@@ -30,13 +30,14 @@ from contract.policy import CATALOG_CONFIGMAP
 from contract.settings import NodeSettings
 from kit.logs import configure_logging
 from webhook.app import Dependencies, create_app
-from webhook.caches import CatalogSource, ConfigMapCatalog, FileCatalog, JobIndex
+from webhook.caches import CatalogSource, ConfigMapCatalog, FileCatalog, JobIndex, VolumeIndex
 from webhook.tls import ReloadingTLS, TLSFilesError
 from webhook.tolerations import (
     DEFAULT_OUTAGE_TOLERATION_SECONDS,
     PLUGIN_TOLERATION_SECONDS,
     OutageTolerations,
 )
+from webhook.volumes import VolumeLookups
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,9 @@ async def serve(settings: WebhookSettings) -> int:
                 field_selector=f"metadata.name={CATALOG_CONFIGMAP}",
             )
             jobs = Reflector(api, path="/apis/batch/v1/jobs")
+            claims = Reflector(api, path="/api/v1/persistentvolumeclaims")
+            pvs = Reflector(api, path="/api/v1/persistentvolumes")
+            index = VolumeIndex(claims=claims.items, volumes=pvs.items)
             catalog = ConfigMapCatalog(
                 items=configmaps.items, key=f"{settings.namespace}/{CATALOG_CONFIGMAP}"
             )
@@ -157,9 +161,13 @@ async def serve(settings: WebhookSettings) -> int:
                 jobs_synced=jobs.synced.is_set,
                 tls_handshakes=lambda: float(tls.handshakes),
                 outage=settings.outage_tolerations(),
+                volumes=VolumeLookups(claims=index.claim, volumes=index.volume),
+                volumes_synced=lambda: claims.synced.is_set() and pvs.synced.is_set(),
             )
             background["watch-catalog"] = asyncio.create_task(configmaps.run(), name="watch-catalog")
             background["watch-jobs"] = asyncio.create_task(jobs.run(), name="watch-jobs")
+            background["watch-claims"] = asyncio.create_task(claims.run(), name="watch-claims")
+            background["watch-volumes"] = asyncio.create_task(pvs.run(), name="watch-volumes")
         config = uvicorn.Config(
             create_app(deps),
             host=settings.host,

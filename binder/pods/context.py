@@ -29,6 +29,7 @@ from binder.pods.kubeapi import KubePods
 from binder.pods.metrics import PodMetrics
 from binder.pods.state import Known, Snapshot, pod_annotations
 from binder.pods.usage import UsageLedger
+from binder.registries.credentials import RegistryCredentials
 from binder.settings import BinderSettings
 from contract.annotations import CREATE_ATTEMPT
 from contract.catalog import Catalog
@@ -91,6 +92,8 @@ class PodContext:
     catalog: Callable[[], Catalog | None] = lambda: None
     # The binder's SSH public key, added to every RunPod pod it creates (None: SSH not set up).
     ssh_public_key: str | None = None
+    # RunPod registry credentials made from image pull secrets (None: pull secrets are ignored).
+    registries: RegistryCredentials | None = None
 
     def fence(self) -> None:
         """Raise `NotLeading` unless this replica still leads. Call right before each write."""
@@ -125,14 +128,17 @@ class PodContext:
             metadata.get("namespace", ""), metadata.get("name", ""), changes, uid=uid
         )
 
-    async def record_intent(self, pod: Mapping[str, Any], attempt: str) -> Mapping[str, Any]:
+    async def record_intent(
+        self, pod: Mapping[str, Any], attempt: str, also: Mapping[str, str] | None = None
+    ) -> Mapping[str, Any]:
         """Write `runpod.io/create-attempt` as a compare-and-swap on the pod's resourceVersion.
 
         Raises `kit.kube.Conflict` when the pod changed since `pod` was read: of two writers
         racing to create for one pod (a deposed leader waking up, the new leader) only one can
         record intent, so only one may POST. Unlike `annotate`, the value is remembered only once
         written: a write that did not land must never be re-sent unconditionally by the next
-        sync (which would bypass this very check).
+        sync (which would bypass this very check). `also`: state written in the same patch
+        (the registry credential and network volume the create will use).
         """
         metadata = pod.get("metadata") or {}
         uid = metadata.get("uid", "")
@@ -140,11 +146,11 @@ class PodContext:
         written = await self.kube.patch_annotations(
             metadata.get("namespace", ""),
             metadata.get("name", ""),
-            {CREATE_ATTEMPT: attempt},
+            {CREATE_ATTEMPT: attempt, **(also or {})},
             uid=uid,
             resource_version=metadata.get("resourceVersion"),
         )
-        self.known_for(uid).wrote({CREATE_ATTEMPT: attempt})
+        self.known_for(uid).wrote({CREATE_ATTEMPT: attempt, **(also or {})})
         return written
 
     async def event(self, pod: Mapping[str, Any], kind: EventType, reason: str, message: str) -> None:

@@ -7,7 +7,8 @@ Loops, each with one job (and one writer per object):
 - sync tick: ONE `runpod.list_pods()` per tick for all pods -> `Snapshot`, then every pod key is
   enqueued. Every `reconcile_interval` seconds, every `fast_interval` while anything is
   provisioning, starting, finishing or terminating.
-- sweep: orphan sweep on start and every `sweep_interval` (uses the latest snapshot).
+- sweep: orphan sweep on start and every `sweep_interval` (uses the latest snapshot), then the
+  sweep of registry credentials no live pod uses (`binder.registries.credentials`).
 - workers: take one key at a time from the `WorkQueue` (never two workers on one pod), dispatch:
   deletionTimestamp -> `deleting.finish_deletion`; terminal phase -> `syncing.finish_terminal`;
   no RunPod id -> `creating.ensure_created`; then `syncing.sync_pod`. A step returns when to look
@@ -50,9 +51,10 @@ from binder.pods.status import TERMINAL_PHASES, is_settling
 from binder.pods.sweeping import Sweeper
 from binder.pods.syncing import finish_terminal, record_exit, sync_pod
 from binder.pods.usage import advance as advance_usage
+from binder.registries.credentials import RegistryCredentials
 from binder.retained_logs import RetainedLogs
 from binder.settings import BinderSettings
-from contract.annotations import CREATE_ATTEMPT, EXIT_CODE, POD_ID, TERMINATED
+from contract.annotations import CREATE_ATTEMPT, EXIT_CODE, POD_ID, REGISTRY_AUTH_ID, TERMINATED
 from contract.catalog import Catalog
 from kit.kube import KubeError, Reflector, object_key
 from runpod_api.client import RunPodClient
@@ -83,6 +85,7 @@ class PodController:
         request_catalog_refresh: Callable[[], None] = lambda: None,
         catalog: Callable[[], Catalog | None] = lambda: None,
         ssh_public_key: str | None = None,
+        registries: RegistryCredentials | None = None,
     ) -> None:
         """`visibility_window`: how long RunPod may take to list a pod it just created (the
         wait before a recorded create attempt that the list does not show is given up).
@@ -118,6 +121,7 @@ class PodController:
             request_catalog_refresh=request_catalog_refresh,
             catalog=catalog,
             ssh_public_key=ssh_public_key,
+            registries=registries,
         )
         self.sweeper = Sweeper(
             runpod=runpod,
@@ -247,11 +251,25 @@ class PodController:
             if snapshot is not None:
                 live_uids = {(p.get("metadata") or {}).get("uid", "") for p in self.reflector.items.values()}
                 await self.sweeper.sweep(snapshot.pods, live_uids=live_uids, now=self.ctx.clock())
+                if self.ctx.registries is not None:
+                    in_use = self._registries_in_use(snapshot)
+                    await self.ctx.registries.sweep(in_use=in_use, now=self.ctx.clock())
             # While orphans wait out their grace, look again when it ends rather than a full period later.
             delay = self._settings.sweep_interval
             if self.sweeper.pending:
                 delay = min(delay, max(1.0, self._settings.sweep_grace_seconds / 2))
             await asyncio.sleep(delay)
+
+    def _registries_in_use(self, snapshot: Snapshot) -> set[str]:
+        """Credential ids a live pod of the node records (until its RunPod pod is terminated) or
+        any RunPod pod of the account names."""
+        used = {p.registry for p in snapshot.pods if p.registry and p.status != "TERMINATED"}
+        for pod in self.reflector.items.values():
+            known = self.ctx.known.get((pod.get("metadata") or {}).get("uid", ""))
+            annotations = known.effective(pod_annotations(pod)) if known else pod_annotations(pod)
+            if annotations.get(REGISTRY_AUTH_ID) and TERMINATED not in annotations:
+                used.add(annotations[REGISTRY_AUTH_ID])
+        return used
 
     # ---- workers -------------------------------------------------------------------------------
 

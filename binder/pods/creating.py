@@ -33,8 +33,10 @@ or sync tick).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from binder.pods.budgets import Usage, budget_violation
@@ -67,8 +69,10 @@ from binder.pods.env import (
 from binder.pods.naming import POD_UID_ENV, owner_markers, runpod_pod_name
 from binder.pods.state import pod_annotations
 from binder.pods.status import CREATE_CONTAINER_CONFIG_ERROR, Failure, state_annotations
+from binder.registries.pulling import PullDecision, decide_pull, pull_secret_names
 from binder.ssh.access import with_ssh_access
-from contract.annotations import CREATE_ATTEMPT, LAST_FAILURE, POD_ID
+from binder.volumes.mounts import NetworkMountPlan, claim_refs, plan_network_mount
+from contract.annotations import CREATE_ATTEMPT, LAST_FAILURE, NETWORK_VOLUME_ID, POD_ID, REGISTRY_AUTH_ID
 from contract.containers import running_container, split_containers
 from contract.plan import Plan, PlanError, plan_from_annotations
 from kit.kube import Conflict
@@ -84,6 +88,27 @@ SNAPSHOT_RETRY = 1.0
 # The pod changed under the intent write (409): look again once the watch cache caught up.
 CONFLICT_RETRY = 1.0
 CAPACITY_REASON = "NoCapacity"
+VOLUME_RETRY = 10.0
+VOLUME_WAIT_REASON = "NetworkVolumeNotReady"
+
+
+@dataclass(frozen=True)
+class Attachments:
+    """What a create takes besides the plan: the registry credential made from the pod's pull
+    secrets, and its network volume."""
+
+    registry_id: str | None = None
+    mount: NetworkMountPlan | None = None
+
+    def state(self) -> dict[str, str]:
+        """The state annotations recording them, written with the create intent (before the POST)."""
+        recorded: dict[str, str] = {}
+        if self.registry_id:
+            recorded[REGISTRY_AUTH_ID] = self.registry_id
+        if self.mount is not None:
+            recorded[NETWORK_VOLUME_ID] = self.mount.volume_id
+        return recorded
+
 
 _OUTCOMES = {
     "NoCapacity": "no_capacity",
@@ -186,7 +211,64 @@ async def ensure_created(ctx: PodContext, pod: Mapping[str, Any]) -> float | Non
     if (split.not_run or split.not_run_init) and not known.attempt_at:
         await ctx.event(pod, "Warning", NOT_RUN_REASON, not_run_message(split))
     args = runpod_args(restart_policy=restart_policy, container=container, uid=uid)
-    return await _walk(ctx, pod, plan, container, resolution.env, args, recorded)
+
+    mount, unmountable = await _network_mount(ctx, pod, container)
+    if unmountable is not None:
+        known.wait(unmountable, reason=VOLUME_WAIT_REASON)
+        await ctx.event(pod, "Warning", VOLUME_WAIT_REASON, f"waiting: {unmountable}")
+        return VOLUME_RETRY
+    pull = await _pull_decision(ctx, pod, container, plan)
+    if pull.event is not None:
+        await ctx.event(pod, "Warning", *pull.event)
+    if pull.wait_reason is not None:
+        known.wait(pull.wait_message, reason=pull.wait_reason)
+        return ENV_RETRY
+    registry_id: str | None = None
+    if pull.credential is not None and ctx.registries is not None:
+        registry_id = await ctx.registries.ensure(pull.credential)
+    holding = (
+        ctx.registries.using(registry_id)
+        if registry_id is not None and ctx.registries is not None
+        else contextlib.nullcontext()
+    )
+    with holding:
+        attachments = Attachments(registry_id=registry_id, mount=mount)
+        return await _walk(ctx, pod, plan, container, resolution.env, args, recorded, attachments)
+
+
+async def _network_mount(
+    ctx: PodContext, pod: Mapping[str, Any], container: Mapping[str, Any]
+) -> tuple[NetworkMountPlan | None, str | None]:
+    """The pod's network volume as its claim and PV say now (read from the API, not a cache)."""
+    spec = pod.get("spec") or {}
+    refs = claim_refs(spec)
+    if not refs:
+        return None, None
+    namespace = pod["metadata"]["namespace"]
+    claims: dict[str, Mapping[str, Any] | None] = {}
+    volumes: dict[str, Mapping[str, Any] | None] = {}
+    for _, claim_name in refs:
+        claim = claims[claim_name] = await ctx.kube.read_claim(namespace, claim_name)
+        pv_name = ((claim or {}).get("spec") or {}).get("volumeName")
+        if pv_name and pv_name not in volumes:
+            volumes[pv_name] = await ctx.kube.read_volume(pv_name)
+    return plan_network_mount(spec=spec, container=container, claims=claims, volumes=volumes)
+
+
+async def _pull_decision(
+    ctx: PodContext, pod: Mapping[str, Any], container: Mapping[str, Any], plan: Plan
+) -> PullDecision:
+    """The pod's pull secrets (else its ServiceAccount's), read and judged (`pulling`)."""
+    if plan.registry_auth_id or ctx.registries is None:
+        return PullDecision()  # runpod.io/container-registry-auth-id wins
+    spec = pod.get("spec") or {}
+    namespace = pod["metadata"]["namespace"]
+    names = pull_secret_names(spec)
+    if not names:
+        account = await ctx.kube.read_service_account(namespace, spec.get("serviceAccountName") or "default")
+        names = pull_secret_names(account or {})
+    secrets = {name: await ctx.kube.read_secret(namespace, name) for name in names}
+    return decide_pull(str(container.get("image") or ""), names, secrets)
 
 
 async def _walk(
@@ -197,8 +279,10 @@ async def _walk(
     env: Mapping[str, str],
     args: str,
     recorded: str | None,
+    attachments: Attachments,
 ) -> float | None:
     metadata = pod["metadata"]
+    mount = attachments.mount
     uid: str = metadata["uid"]
     known = ctx.known_for(uid)
     skipped: list[str] = []
@@ -211,6 +295,8 @@ async def _walk(
 
     for candidate in plan.candidates:
         violation = candidate_violation(candidate, plan, ctx.policy)
+        if violation is None and mount is not None:
+            violation = _volume_violation(candidate.datacenter_id, plan, ctx, mount)
         if violation is not None:
             skipped.append(violation)
             continue
@@ -252,14 +338,19 @@ async def _walk(
             env=env,
             markers=markers,
             global_networking=wants_global_networking(candidate, ctx.catalog()),
+            registry=attachments.registry_id,
+            network_volume=(mount.volume_id, mount.path) if mount is not None else None,
         )
         # The binder's SSH key and 22/tcp, for kubectl exec/attach/port-forward (unless opted out).
         request = with_ssh_access(request, public_key=ctx.ssh_public_key, annotations=pod_annotations(pod))
+        if mount is not None:
+            # RunPod mounts a network volume only into a pod of its own data center.
+            request = request.model_copy(update={"data_center_ids": [mount.datacenter_id]})
         # Intent first. If this write fails no POST is sent, and nothing needs recovering.
         known.attempt_at = now
         known.attempt_resolved = False
         try:
-            written = await ctx.record_intent(current, name)
+            written = await ctx.record_intent(current, name, attachments.state())
         except Conflict:
             # Someone changed the pod since we read it: maybe only our own earlier write the
             # cache had not shown yet, maybe another binder replica recording ITS attempt (which
@@ -434,6 +525,20 @@ async def _fail(ctx: PodContext, pod: Mapping[str, Any], failure: Failure) -> No
     known.failure = failure
     await ctx.event(pod, "Warning", failure.reason, failure.message)
     await ctx.annotate(pod, {LAST_FAILURE: f"{failure.reason}: {failure.message}"[:500]})
+
+
+def _volume_violation(
+    datacenter_id: str | None, plan: Plan, ctx: PodContext, mount: NetworkMountPlan
+) -> str | None:
+    """Why a candidate cannot mount the pod's network volume (another data center), or None."""
+    where = mount.datacenter_id
+    if datacenter_id is not None and datacenter_id != where:
+        return f"data center {datacenter_id} is not the network volume {mount.volume_id}'s ({where})"
+    if datacenter_id is None and (
+        (plan.datacenter_ids and where not in plan.datacenter_ids) or not ctx.policy.allows_datacenter(where)
+    ):
+        return f"the network volume {mount.volume_id} is in {where}, outside the plan's data centers"
+    return None
 
 
 def _ref(metadata: Mapping[str, Any]) -> tuple[str, str]:

@@ -42,7 +42,14 @@ from runpod_api.errors import (
     RunPodTimeout,
     RunPodUnprocessable,
 )
-from runpod_api.models import CreateCpuConfig, CreateGpuConfig, CreatePodRequest, Pod
+from runpod_api.models import (
+    CreateCpuConfig,
+    CreateGpuConfig,
+    CreateMounts,
+    CreatePodRequest,
+    NetworkMount,
+    Pod,
+)
 
 # How long a just-POSTed pod may stay invisible in `GET /v2/pods` (notes §9.2: up to ~30 s).
 VISIBILITY_WINDOW: Final = timedelta(seconds=30)
@@ -187,8 +194,12 @@ def build_create_request(
     env: Mapping[str, str],
     markers: Mapping[str, str],
     global_networking: bool = False,
+    registry: str | None = None,
+    network_volume: tuple[str, str] | None = None,
 ) -> CreatePodRequest:
-    """Everything the pod asks for; the owner markers win over any user variable of that name."""
+    """Everything the pod asks for; the owner markers win over any user variable of that name.
+    `registry`: the credential id from the pod's pull secrets (the plan's own id wins);
+    `network_volume`: (volume id, mount path) of its network volume."""
     gpu, cpu = compute_of(plan, candidate)
     return CreatePodRequest(
         name=name,
@@ -202,7 +213,10 @@ def build_create_request(
         ports=[str(p) for p in plan.ports],
         env={**env, **markers},
         args=args or None,
-        registry=plan.registry_auth_id,
+        registry=plan.registry_auth_id or registry,
+        mounts=CreateMounts(network=[NetworkMount(volume_id=network_volume[0], path=network_volume[1])])
+        if network_volume
+        else None,
         global_networking=True if global_networking else None,
     )
 

@@ -84,6 +84,15 @@ class KubePods:
     async def read_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
         return await self._read(f"/api/v1/namespaces/{namespace}/configmaps/{name}")
 
+    async def read_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._read(f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}")
+
+    async def read_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._read(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}")
+
+    async def read_volume(self, name: str) -> dict[str, Any] | None:
+        return await self._read(f"/api/v1/persistentvolumes/{name}")
+
     async def _patch(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         try:
             return await patch_json(self._api, path, body, MERGE_PATCH)

@@ -511,3 +511,36 @@ def test_the_chart_installs_exactly_the_canonical_admission_policy_with_the_bind
     assert guard[0]["spec"]["matchConditions"] == webhook["matchConditions"]
     if "kubelet.namespace=kube-system" in values:
         assert "kube-system" in excluded["values"]
+
+
+def test_the_chart_installs_the_canonical_network_volume_storage_class_and_the_rbac_it_needs(
+    render: Render,
+) -> None:
+    from contract.volumes import render_storage_class
+
+    docs = render()
+    storage_class = find(docs, "StorageClass")
+    canonical = render_storage_class()
+    assert {k: v for k, v in storage_class.items() if k != "metadata"} == {
+        k: v for k, v in canonical.items() if k != "metadata"
+    }
+    assert storage_class["metadata"]["name"] == "runpod-network-volume"
+    binder_rules = find(docs, "ClusterRole", "-binder")["rules"]
+    webhook_rules = find(docs, "ClusterRole", "-webhook")["rules"]
+
+    def verbs(rules: list[dict[str, Any]], resource: str) -> set[str]:
+        return {v for r in rules if resource in r["resources"] for v in r["verbs"]}
+
+    assert verbs(binder_rules, "persistentvolumes") == {"get", "list", "watch", "create", "patch", "delete"}
+    assert verbs(binder_rules, "persistentvolumeclaims") == {"get", "list", "watch"}
+    assert verbs(binder_rules, "serviceaccounts") == {"get"}
+    assert (
+        verbs(webhook_rules, "persistentvolumeclaims")
+        == verbs(webhook_rules, "persistentvolumes")
+        == {
+            "get",
+            "list",
+            "watch",
+        }
+    )
+    assert not any(d["kind"] == "StorageClass" for d in render("storageClass.enabled=false"))

@@ -277,3 +277,24 @@ async def test_logs_stream_live_and_resume_after_a_known_event(client: RunPodCli
         container_lines(client, pod.id, 2, last_event_id=first[0].id), timeout=30
     )
     assert [e.line for e in resumed] == ["two", "three"], "resume is exclusive: no line twice"
+
+
+async def test_registry_credentials_and_network_volumes_round_trip(client: RunPodClient) -> None:
+    from runpod_api.errors import RunPodBadRequest
+    from runpod_api.models import CreateNetworkVolumeRequest, CreateRegistryRequest
+
+    registry = await client.create_registry(CreateRegistryRequest(name="rpvk-x", username="u", password="pw"))
+    assert [r.id for r in await client.list_registries()] == [registry.id]
+    volume = await client.create_network_volume(
+        CreateNetworkVolumeRequest(name="v", size=10, data_center="EU-RO-1")
+    )
+    assert (volume.data_center, volume.size) == ("EU-RO-1", 10)
+    assert (await client.get_network_volume(volume.id)).id == volume.id
+    assert (await client.resize_network_volume(volume.id, 20)).size == 20
+    with pytest.raises(RunPodBadRequest):
+        await client.resize_network_volume(volume.id, 15)
+    assert [v.id for v in await client.list_network_volumes()] == [volume.id]
+    assert await client.delete_network_volume(volume.id) is True
+    assert await client.delete_network_volume(volume.id) is False
+    assert await client.delete_registry(registry.id) is True
+    assert await client.delete_registry(registry.id) is False

@@ -209,3 +209,16 @@ async def test_metrics_label_calls_by_templated_endpoint_and_status_never_by_id(
         for sample in metric.samples:
             assert all("secretpodid123" not in value for value in sample.labels.values())
             assert all(API_KEY not in value for value in sample.labels.values())
+
+
+async def test_a_registry_password_never_reaches_an_error(make_client: ClientFactory) -> None:
+    from runpod_api.models import CreateRegistryRequest
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return problem(400, "bad credential hunter2 for robot")
+
+    client = make_client(handler)
+    with pytest.raises(RunPodError) as caught:
+        await client.create_registry(CreateRegistryRequest(name="n", username="robot", password="hunter2"))
+    assert "hunter2" not in str(caught.value) and "hunter2" not in caught.value.detail
+    assert "hunter2" not in repr(CreateRegistryRequest(name="n", username="robot", password="hunter2"))

@@ -188,9 +188,10 @@ def test_volumes_get_a_warning_naming_them_but_not_the_service_account_token() -
 
 def test_many_volumes_share_one_warning() -> None:
     pod = gpu_pod()
-    pod["spec"]["volumes"] = [{"name": f"v{i}", "emptyDir": {}} for i in range(40)]
+    # emptyDir is a directory on RunPod's container disk (`volumes`); a configMap is not mounted.
+    pod["spec"]["volumes"] = [{"name": f"v{i}", "configMap": {"name": "c"}} for i in range(40)]
     assert _mutate(pod).warnings == (
-        "volumes v0 (emptyDir), v1 (emptyDir), v2 (emptyDir) and 37 more are not mounted on RunPod: not supported yet",
+        "volumes v0 (configMap), v1 (configMap), v2 (configMap) and 37 more are not mounted on RunPod: not supported yet",
     )
 
 
