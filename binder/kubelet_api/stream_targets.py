@@ -11,8 +11,8 @@ the `SshEndpoint` to dial. Every refusal is a `StreamRefusal` whose message name
 what to do; it is answered before any upgrade, so kubectl shows it ("unable to upgrade
 connection: ...").
 
-Pure: the caller fetches both pods. To be unified with `binder.ssh`'s endpoint function (the
-SSH plumbing branch) when both are merged; the opt-out annotation is that branch's
+Pure: the caller fetches both pods. Where a RunPod pod's sshd is, or why it has none, is
+`binder.ssh.endpoints.runpod_ssh_endpoint`'s judgement; the opt-out annotation is
 `contract.annotations.SSH` (`runpod.io/ssh: disabled`).
 """
 
@@ -25,9 +25,11 @@ from urllib.parse import unquote
 
 from binder.pods.naming import owner_of
 from binder.ssh.dialing import SshEndpoint
+from binder.ssh.endpoints import Refusal, runpod_ssh_endpoint
 from contract.annotations import POD_ID, SSH, SSH_DISABLED, TERMINATED
 from contract.containers import split_containers
 from contract.plan import plan_drop_containers
+from runpod_api.models import Pod
 
 __all__ = [
     "SSH_OPT_OUT",
@@ -168,31 +170,19 @@ _NOT_RUNNING: Final[Mapping[str, str]] = {
 }
 
 
-def stream_target(runpod_pod: Any, target: StreamPod, route: StreamPath) -> SshEndpoint:
-    """Where the pod's sshd listens (its `ssh.direct`), or `StreamRefusal`.
-
-    `runpod_pod` is a `runpod_api.models.Pod` (read by attribute).
-    """
+def stream_target(runpod_pod: Pod, target: StreamPod, route: StreamPath) -> SshEndpoint:
+    """Where the pod's sshd listens (its `ssh.direct`), or `StreamRefusal`."""
     full, verb = f"{route.namespace}/{route.pod}", _VERB[route.kind]
-    owner = owner_of(getattr(runpod_pod, "env", None))
+    owner = owner_of(runpod_pod.env)
     if owner is None or owner.uid != target.pod_uid:
         raise StreamRefusal(f"RunPod pod {target.runpod_pod_id} does not belong to pod {full}")
-    status = str(getattr(runpod_pod, "status", "") or "UNKNOWN")
+    status = runpod_pod.status or "UNKNOWN"
     if status != "RUNNING":
         reason = _NOT_RUNNING.get(status, f"is {status}, not RUNNING")
         raise StreamRefusal(f"cannot {verb} pod {full}: its RunPod pod {target.runpod_pod_id} {reason}")
-    ssh = getattr(runpod_pod, "ssh", None)
-    direct = getattr(ssh, "direct", None) if ssh is not None else None
-    if direct is None or not getattr(direct, "host", "") or not getattr(direct, "port", 0):
-        raise StreamRefusal(
-            f"cannot {verb} pod {full}: RunPod reports no SSH endpoint for its pod "
-            f"{target.runpod_pod_id} (ssh.direct): the pod exposes no 22/tcp port (it was created "
-            f"without the binder's SSH access, e.g. before it was enabled); recreate the pod to use "
-            f"{_COMMAND[route.kind]}"
-        )
-    return SshEndpoint(
-        runpod_pod_id=target.runpod_pod_id,
-        host=str(direct.host),
-        port=int(direct.port),
-        username=str(getattr(direct, "username", "") or "root"),
-    )
+    # Where its sshd is, or why there is none (no 22/tcp, an image without sshd, no public
+    # port): the SSH plumbing's judgement (`binder.ssh.endpoints`).
+    found = runpod_ssh_endpoint(runpod_pod, ref=full)
+    if isinstance(found, Refusal):
+        raise StreamRefusal(f"cannot {verb} pod {full}: {found.message}")
+    return found

@@ -30,7 +30,11 @@ from binder.ssh.dialing import SshEndpoint, SshUnavailable, Unavailability, no_s
 from contract.annotations import POD_ID, SSH, SSH_DISABLED, TERMINATED
 from runpod_api.models import Pod
 
-__all__ = ["Refusal", "ssh_endpoint"]
+__all__ = [
+    "Refusal",
+    "runpod_ssh_endpoint",
+    "ssh_endpoint",
+]
 
 _FINISHED_PHASES: Final = frozenset({"Succeeded", "Failed"})
 _RETRY: Final = "retry when the pod is Running"
@@ -75,7 +79,12 @@ def ssh_endpoint(
             else "no RunPod pod is created for it yet"
         )
         return Refusal(Unavailability.NOT_RUNNING, f"pod {ref} is not running yet ({why}); {_RETRY}")
+    return runpod_ssh_endpoint(runpod, ref=ref, public_key=public_key)
 
+
+def runpod_ssh_endpoint(runpod: Pod, *, ref: str, public_key: str | None = None) -> SshEndpoint | Refusal:
+    """The RunPod half of `ssh_endpoint`: where `runpod` (the RunPod pod of Kubernetes pod `ref`,
+    "namespace/name") lets us in, or why it cannot."""
     where = f"RunPod pod {runpod.id} of pod {ref}"
     if runpod.status == "TERMINATED":
         return Refusal(Unavailability.FINISHED, f"{where} is terminated; {_NEEDS_RUNNING}")

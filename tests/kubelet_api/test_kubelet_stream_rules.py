@@ -236,14 +236,24 @@ def test_pods_that_cannot_be_reached(pod: Any, route: StreamPath, status: int, w
     assert refusal.value.status == status and words in refusal.value.message
 
 
-def _runpod(status: str = "RUNNING", ssh: Any = "direct", uid: str = "u-1") -> Pod:
+def _runpod(
+    status: str = "RUNNING",
+    ssh: Any = "direct",
+    uid: str = "u-1",
+    ports: tuple[str, ...] = ("22/tcp",),
+    mapped: bool = False,
+) -> Pod:
     direct = {"host": "1.2.3.4", "port": 40022, "username": "root"}
+    runtime = {"uptime": 5, "ports": [{"private": 22, "public": 40022, "ip": "1.2.3.4", "type": "tcp"}]}
     return Pod.model_validate(
         {
             "id": "rp1",
             "status": status,
+            "image": "nginx:1.27",
+            "ports": list(ports),
             "env": owner_markers(cluster_id="c", namespace="ml", name="train", uid=uid, attempt=1),
             "ssh": {"direct": direct} if ssh == "direct" else ssh,
+            "runtime": runtime if mapped else None,
         }
     )
 
@@ -265,8 +275,10 @@ def test_the_endpoint_is_the_runpod_pods_ssh_direct() -> None:
         (_runpod(status="STARTING"), "still starting"),
         (_runpod(status="EXITED"), "has exited"),
         (_runpod(status="MIGRATING"), "is MIGRATING, not RUNNING"),
-        (_runpod(ssh=None), "no SSH endpoint"),
-        (_runpod(ssh={"proxy": {"host": "ssh.runpod.io", "port": 22}}), "no SSH endpoint"),
+        (_runpod(ports=()), "created without 22/tcp in its ports"),
+        (_runpod(ssh=None), "no public address for 22/tcp"),
+        (_runpod(ssh={"proxy": {"host": "ssh.runpod.io", "port": 22}}), "no public address for 22/tcp"),
+        (_runpod(ssh=None, mapped=True), "the image nginx:1.27 of .* runs no sshd"),
     ],
 )
 def test_runpod_pods_that_cannot_be_reached(runpod: Pod, words: str) -> None:
