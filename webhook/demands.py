@@ -54,7 +54,9 @@ def gpu_demand(
         datacenter_ids=datacenters,
         gpu_types=inputs.gpu_types,
         max_candidates=policy.max_candidates,
-        needs_private_address=not any(p.protocol == "tcp" for p in ports),
+        # A tcp port, the binder's 22/tcp among them, gives the pod a public IP (its podIP);
+        # without one it is addressed only where RunPod's global networking is offered.
+        needs_private_address=not inputs.ssh and not any(p.protocol == "tcp" for p in ports),
         cuda=cuda,
     )
 

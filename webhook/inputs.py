@@ -80,6 +80,8 @@ class Inputs:
     cuda_versions: tuple[str, ...] | None = None
     cpu_types: tuple[str, ...] | None = None
     max_vcpu_price: float | None = None
+    # False: `runpod.io/ssh: disabled`, the pod gets no 22/tcp (and so no public IP from it).
+    ssh: bool = True
     origins: tuple[tuple[str, str], ...] = ()
     # What the user wrote, per annotation set (for messages about it).
     raw: tuple[tuple[str, str], ...] = ()
@@ -223,6 +225,7 @@ def read_inputs(
         cuda_versions=values.get(keys.CUDA_VERSIONS),
         cpu_types=values.get(keys.CPU_TYPES),
         max_vcpu_price=values.get(keys.MAX_VCPU_PRICE),
+        ssh=values.get(keys.SSH, keys.SSH_ENABLED) != keys.SSH_DISABLED,
         origins=tuple((key, origin) for key, (_, origin) in merged.items()),
         raw=tuple((key, raw) for key, (raw, _) in merged.items()),
     )

@@ -63,8 +63,9 @@ def test_a_valid_pod_gets_a_plan_that_the_one_parser_reads() -> None:
 
 
 def test_a_pod_without_a_public_port_is_planned_first_where_it_gets_a_private_address() -> None:
-    # EU-SE-1 has global networking; a pod with only an http port has no public IP, so at the
-    # A40's one price it goes there first, while a pod with 22/tcp (a public IP) follows stock.
+    # EU-SE-1 has global networking; a pod with only an http port and SSH off has no public IP,
+    # so at the A40's one price it goes there first, while a pod with 22/tcp (a public IP: its
+    # own, or the binder's for SSH) follows stock.
     catalog = CATALOG.model_copy(
         update={
             "data_centers": tuple(
@@ -79,8 +80,10 @@ def test_a_pod_without_a_public_port_is_planned_first_where_it_gets_a_private_ad
         return [c.datacenter_id for c in plan.candidates[:2]]
 
     memory = {"runpod.io/required-gpu-memory": "40"}
-    assert first_datacenters(gpu_pod(annotations=memory, ports=[8888])) == ["EU-SE-1", "US-KS-2"]
-    assert first_datacenters(gpu_pod(annotations=memory, ports=[8888, 22])) == ["US-KS-2", "EU-SE-1"]
+    no_ssh = {**memory, "runpod.io/ssh": "disabled"}
+    assert first_datacenters(gpu_pod(annotations=no_ssh, ports=[8888])) == ["EU-SE-1", "US-KS-2"]
+    assert first_datacenters(gpu_pod(annotations=no_ssh, ports=[8888, 22])) == ["US-KS-2", "EU-SE-1"]
+    assert first_datacenters(gpu_pod(annotations=memory, ports=[8888])) == ["US-KS-2", "EU-SE-1"]
 
 
 def test_a_pod_without_annotations_gets_the_annotations_map_added() -> None:
