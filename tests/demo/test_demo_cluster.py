@@ -8,10 +8,12 @@ timeout; the demo's own logs are printed when a test fails.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,9 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from controlplane import BinariesMissing, binaries_dir
+from controlplane.processes import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -181,11 +185,68 @@ def test_demo_tells_the_whole_story_keeps_running_and_stops_everything_on_ctrl_c
     )
     assert re.search(r"virtual-runpod\s+Ready", nodes.stdout), nodes.stderr
     assert _processes_mentioning(str(data_dir)), "the kept demo's processes should be running"
+    sandbox_url = demo.find(r"sandbox RunPod listening on (http://127\.0\.0\.1:\d+)").group(1)
+    _exec_into_the_kept_demo([kubectl, f"--kubeconfig={kubeconfig}", "-n", "runpod-demo"], sandbox_url)
 
     demo.proc.send_signal(signal.SIGINT)
     assert demo.finish(timeout=STOP_TIMEOUT) == 0, demo.output
     assert "stopped everything the demo started" in demo.output
     assert _processes_mentioning(str(data_dir)) == []
+
+
+def _shell_pod(name: str, image: str) -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {"type": "virtual-kubelet"},
+            "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
+            "containers": [{"name": "main", "image": image, "command": ["sh", "-c", "echo up; sleep infinity"],
+                            "ports": [{"containerPort": 6006}], "resources": {"limits": {"nvidia.com/gpu": 1}}}],
+        },
+    })  # fmt: skip
+
+
+def _exec_into_the_kept_demo(kubectl: list[str], sandbox_url: str) -> None:
+    """Issue 14's check on `demo --keep`, the whole chain: kubectl, kube-apiserver, the binder's
+    kubelet API, its SSH key and dialer, the sandbox pod's sshd."""
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*kubectl, *args], input=stdin, capture_output=True, text=True, timeout=120)
+
+    # An image that runs no sshd (the sandbox is told, as a real image would simply lack one).
+    marked = httpx.put(f"{sandbox_url}/_sandbox/sshdless-images", json=["nginx:*"], timeout=10)
+    assert marked.status_code == 204
+    for name, image in (("shell", "runpod/pytorch:2.4.0"), ("plain", "nginx:1.27")):
+        assert run("apply", "-f", "-", stdin=_shell_pod(name, image)).returncode == 0
+    for name in ("shell", "plain"):
+        ready = run("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=120s")
+        assert ready.returncode == 0, ready.stderr
+
+    hi = run("exec", "shell", "--", "echo", "hi")
+    assert (hi.returncode, hi.stdout) == (0, "hi\n"), hi.stderr
+    assert run("exec", "shell", "--", "sh", "-c", "exit 7").returncode == 7
+    piped = run("exec", "-i", "shell", "--", "cat", stdin="abc\n")
+    assert (piped.returncode, piped.stdout) == (0, "abc\n"), piped.stderr
+
+    port = free_port()
+    forward = subprocess.Popen(
+        [*kubectl, "port-forward", "pod/shell", f"{port}:6006"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert forward.stdout is not None and "Forwarding from" in forward.stdout.readline()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+            conn.sendall(b"ping both ways\n")
+            conn.settimeout(30)
+            assert conn.recv(100) == b"ping both ways\n"
+    finally:
+        forward.terminate()
+        forward.communicate(timeout=30)
+
+    refused = run("exec", "plain", "--", "echo", "hi")
+    assert refused.returncode != 0
+    assert "the image nginx:1.27" in refused.stderr and "runs no sshd" in refused.stderr, refused.stderr
+    # Gone again, RunPod pods included, so the demo stops as it started.
+    assert run("delete", "pod", "shell", "plain", "--wait=true", "--timeout=120s").returncode == 0
 
 
 def test_demo_on_an_existing_cluster_admits_client_side_and_tells_the_same_story(
