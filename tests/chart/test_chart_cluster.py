@@ -358,7 +358,8 @@ def test_a_helm_upgrade_keeps_the_ca_bundle_the_cert_hook_wrote(
         return found
 
     try:
-        helm_run("install", release, chart, "--set", "runpod.apiKey=x")
+        # A second release in this cluster: the StorageClass (cluster-scoped) is the first one's.
+        helm_run("install", release, chart, "--set", "runpod.apiKey=x", "--set", "storageClass.enabled=false")
         ensured = run_certs(
             control_plane.kubeconfig, f"--namespace={namespace}", f"--secret-name={full}-webhook-tls",
             f"--service={full}-webhook", f"--webhook-config-names={full}",
@@ -367,7 +368,10 @@ def test_a_helm_upgrade_keeps_the_ca_bundle_the_cert_hook_wrote(
         written = bundles()
         assert all(written)
 
-        helm_run("upgrade", release, chart, "--set", "runpod.apiKey=x", "--set", "kubelet.maxGpuPrice=0.7")
+        helm_run(
+            "upgrade", release, chart, "--set", "runpod.apiKey=x", "--set", "storageClass.enabled=false",
+            "--set", "kubelet.maxGpuPrice=0.7",
+        )  # fmt: skip
 
         assert bundles() == written
     finally:

@@ -24,7 +24,7 @@ from webhook_cluster_support import Stack, apply, get_pod, running_stack
 from webhook_samples import gpu_pod
 
 from binder.testing import wait_for
-from contract.volumes import DATACENTER_ANNOTATION, render_storage_class
+from contract.volumes import DATACENTER_ANNOTATION, STORAGE_CLASS, render_storage_class
 from controlplane import ControlPlane
 
 pytestmark = pytest.mark.cluster
@@ -36,15 +36,20 @@ IMAGE = "registry.sandbox.test/team/trainer:1"
 @pytest.fixture
 def stack(control_plane: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[Stack]:
     apply(control_plane, render_storage_class())
-    with running_stack(
-        control_plane,
-        apps=namespace,
-        tmp_path=tmp_path,
-        purpose="vols",
-        binder_args=["--max-gpu-price", "2", "--sweep-interval", "1", "--sweep-grace-seconds", "1"],
-        webhook_args=["--max-gpu-price=2"],
-    ) as stack:
-        yield stack
+    try:
+        with running_stack(
+            control_plane,
+            apps=namespace,
+            tmp_path=tmp_path,
+            purpose="vols",
+            binder_args=["--max-gpu-price", "2", "--sweep-interval", "1", "--sweep-grace-seconds", "1"],
+            webhook_args=["--max-gpu-price=2"],
+        ) as stack:
+            yield stack
+    finally:
+        # Cluster-scoped: left behind, it would stop any later `helm install` of the chart
+        # (helm refuses to adopt a StorageClass it did not make).
+        control_plane.kubectl("delete", "storageclass", STORAGE_CLASS, "--ignore-not-found", check=False)
 
 
 def _pod(stack: Stack, name: str, *, image: str = "busybox", **spec: Any) -> str:
