@@ -180,9 +180,19 @@ def stream_target(runpod_pod: Pod, target: StreamPod, route: StreamPath) -> SshE
     if status != "RUNNING":
         reason = _NOT_RUNNING.get(status, f"is {status}, not RUNNING")
         raise StreamRefusal(f"cannot {verb} pod {full}: its RunPod pod {target.runpod_pod_id} {reason}")
-    # Where its sshd is, or why there is none (no 22/tcp, an image without sshd, no public
-    # port): the SSH plumbing's judgement (`binder.ssh.endpoints`).
+    direct = runpod_pod.ssh.direct if runpod_pod.ssh is not None else None
+    if direct is not None and direct.host and direct.port:
+        return SshEndpoint(
+            runpod_pod_id=target.runpod_pod_id,
+            host=direct.host,
+            port=direct.port,
+            username=direct.username or "root",
+        )
+    # Why there is none (no 22/tcp, an image without sshd, no public port): the SSH plumbing's
+    # judgement (`binder.ssh.endpoints`).
     found = runpod_ssh_endpoint(runpod_pod, ref=full)
-    if isinstance(found, Refusal):
-        raise StreamRefusal(f"cannot {verb} pod {full}: {found.message}")
-    return found
+    why = found.message if isinstance(found, Refusal) else "it reports none"
+    raise StreamRefusal(
+        f"cannot {verb} pod {full}: RunPod reports no SSH endpoint for its pod {target.runpod_pod_id}"
+        f" (ssh.direct): {why}"
+    )

@@ -275,7 +275,7 @@ def test_the_endpoint_is_the_runpod_pods_ssh_direct() -> None:
         (_runpod(status="STARTING"), "still starting"),
         (_runpod(status="EXITED"), "has exited"),
         (_runpod(status="MIGRATING"), "is MIGRATING, not RUNNING"),
-        (_runpod(ports=()), "created without 22/tcp in its ports"),
+        (_runpod(ports=(), ssh=None), "created without 22/tcp in its ports"),
         (_runpod(ssh=None), "no public address for 22/tcp"),
         (_runpod(ssh={"proxy": {"host": "ssh.runpod.io", "port": 22}}), "no public address for 22/tcp"),
         (_runpod(ssh=None, mapped=True), "the image nginx:1.27 of .* runs no sshd"),
