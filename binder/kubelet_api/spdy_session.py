@@ -59,7 +59,7 @@ HIGH_WATER: Final = 1 << 20
 LOW_WATER: Final = 1 << 18
 # DATA frames we write carry at most this much.
 CHUNK: Final = 32 * 1024
-_IDLE_CHECK: Final = 1.0
+IDLE_CHECK: Final = 1.0
 
 
 class Wire(Protocol):
@@ -347,7 +347,7 @@ class SpdySession:
 
     async def _watch_idle(self, limit: float) -> None:
         while not self.closed:
-            await asyncio.sleep(min(_IDLE_CHECK, limit))
+            await asyncio.sleep(min(IDLE_CHECK, limit))
             if self._clock() - self.last_activity >= limit:
                 log.info("streaming connection idle for %.0f s: closing it", limit)
                 for stream in list(self._streams.values()):

@@ -19,8 +19,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
 
+from binder.kubelet_api.spdy_session import CHUNK, HIGH_WATER, IDLE_CHECK, LOW_WATER, Wire
 from binder.kubelet_api.websocket import (
     CloseCode,
     Message,
@@ -35,29 +36,15 @@ __all__ = ["ChannelMux", "MuxChannel", "TunnelWire", "WebSocketSession"]
 
 log = logging.getLogger(__name__)
 
-HIGH_WATER: Final = 1 << 20
-LOW_WATER: Final = 1 << 18
-CHUNK: Final = 32 * 1024
 STREAM_CLOSE: Final = 255
-_IDLE_CHECK: Final = 1.0
-
-
-class _Connection(Protocol):
-    def write(self, data: bytes) -> None: ...
-
-    async def drain(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
+# Flow control and idle checks as the SPDY session's: one byte pipe (`Wire`) under both.
+_IDLE_CHECK: Final = IDLE_CHECK
 
 
 class WebSocketSession:
     def __init__(
         self,
-        connection: _Connection,
+        connection: Wire,
         *,
         idle_timeout: float | None = None,
         clock: Callable[[], float] = time.monotonic,
